@@ -1,0 +1,2 @@
+"""RSCoVLM backend."""
+__version__ = "0.1.0"

@@ -1,0 +1,59 @@
+"""Plugin settings kept in QgsSettings, and where the backend's token lives.
+
+The token file rule mirrors the backend's (``RSCOVLM_TOKEN_FILE``, else
+``$XDG_CONFIG_HOME/rscovlm/token``, else ``~/.config/rscovlm/token``) so that a backend
+started with defaults and the plugin with defaults find the same file without set-up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from qgis.core import QgsSettings
+
+DEFAULT_BACKEND_URL = "http://127.0.0.1:8765"
+_PREFIX = "rscovlm/"
+
+
+def default_token_file() -> Path:
+    """The token file the backend writes when started with its defaults."""
+    explicit = os.environ.get("RSCOVLM_TOKEN_FILE")
+    if explicit:
+        return Path(explicit).expanduser()
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home).expanduser() / "rscovlm" / "token"
+
+
+def read_token(path: Path) -> str | None:
+    """The token in ``path`` without surrounding whitespace; None when absent or empty."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return token or None
+
+
+@dataclass
+class PluginSettings:
+    """What the user configured; an empty ``token_file`` means the backend's default rule."""
+
+    backend_url: str = DEFAULT_BACKEND_URL
+    token_file: str = ""
+
+    @property
+    def token_path(self) -> Path:
+        return Path(self.token_file).expanduser() if self.token_file else default_token_file()
+
+    @classmethod
+    def load(cls) -> PluginSettings:
+        store = QgsSettings()
+        url = store.value(_PREFIX + "backend_url", DEFAULT_BACKEND_URL, type=str)
+        token_file = store.value(_PREFIX + "token_file", "", type=str)
+        return cls(backend_url=(url or DEFAULT_BACKEND_URL).rstrip("/"), token_file=token_file or "")
+
+    def save(self) -> None:
+        store = QgsSettings()
+        store.setValue(_PREFIX + "backend_url", self.backend_url.rstrip("/"))
+        store.setValue(_PREFIX + "token_file", self.token_file)
