@@ -19,11 +19,13 @@ _PREFIX = "rscovlm/"
 
 def default_token_file() -> Path:
     """The token file the backend writes when started with its defaults."""
-    explicit = os.environ.get("RSCOVLM_TOKEN_FILE")
+    explicit = os.environ.get("RSCOVLM_TOKEN_FILE", "").strip()
     if explicit:
         return Path(explicit).expanduser()
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config_home).expanduser() / "rscovlm" / "token"
+    config_home = os.environ.get("XDG_CONFIG_HOME", "").strip()
+    # As in the backend: the XDG spec says a relative value must be ignored.
+    base = Path(config_home) if config_home and os.path.isabs(config_home) else Path.home() / ".config"
+    return base / "rscovlm" / "token"
 
 
 def read_token(path: Path) -> str | None:
@@ -37,10 +39,15 @@ def read_token(path: Path) -> str | None:
 
 @dataclass
 class PluginSettings:
-    """What the user configured; an empty ``token_file`` means the backend's default rule."""
+    """What the user configured; an empty ``token_file`` means the backend's default rule.
+
+    ``max_new_tokens`` caps the model's answer per tile (0: the backend's default); dense
+    scenes with many objects may need more than the default, quick trials less.
+    """
 
     backend_url: str = DEFAULT_BACKEND_URL
     token_file: str = ""
+    max_new_tokens: int = 0
 
     @property
     def token_path(self) -> Path:
@@ -51,9 +58,15 @@ class PluginSettings:
         store = QgsSettings()
         url = store.value(_PREFIX + "backend_url", DEFAULT_BACKEND_URL, type=str)
         token_file = store.value(_PREFIX + "token_file", "", type=str)
-        return cls(backend_url=(url or DEFAULT_BACKEND_URL).rstrip("/"), token_file=token_file or "")
+        max_new_tokens = store.value(_PREFIX + "max_new_tokens", 0, type=int)
+        return cls(
+            backend_url=(url or DEFAULT_BACKEND_URL).rstrip("/"),
+            token_file=token_file or "",
+            max_new_tokens=max(0, max_new_tokens or 0),
+        )
 
     def save(self) -> None:
         store = QgsSettings()
         store.setValue(_PREFIX + "backend_url", self.backend_url.rstrip("/"))
         store.setValue(_PREFIX + "token_file", self.token_file)
+        store.setValue(_PREFIX + "max_new_tokens", self.max_new_tokens)

@@ -57,10 +57,7 @@ def load_engine(args: argparse.Namespace):
         batch_size=args.batch_size,
         openai_base_url=args.openai_base_url,
     )
-    note = getattr(engine, "device_note", None)
-    if note:
-        print(note, file=sys.stderr)
-    return engine
+    return engine  # the engine logs its own device note (e.g. a CPU fall-back)
 
 
 def register(subparsers) -> None:
@@ -120,12 +117,12 @@ def build_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..outputs import output_driver, write_dota, write_vector
+    from ..outputs import vector_driver, write_dota, write_vector
     from ..pipelines.detect import detect, detect_from_responses
 
     if not args.raster.exists():
         raise UserError(f"The raster {args.raster} does not exist: check the path.")
-    output_driver(args.output)  # fail before any model loads on an unsupported extension
+    vector_driver(args.output)  # fail before any model loads on an unsupported extension
     options = build_options(args)
 
     if args.from_responses:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from rscovlm.errors import UserError
+from rscovlm.geometry import order_quads
 
 __all__ = [
     "DOTA_CLASSES",
@@ -145,8 +146,6 @@ def format_detection_answer(quads, labels: Sequence[str], form: str = "quad") ->
     lines are grouped by class (alphabetical), then by position (top, then left), as in
     the authors' training data. No objects gives ``There are none.``.
     """
-    from rscovlm.geometry import order_quads  # geometry is pure; import here keeps this module light
-
     arr = np.asarray(quads, dtype=np.float64).reshape(-1, 8)
     names = [normalize_class_name(label) for label in labels]
     if len(names) != len(arr):

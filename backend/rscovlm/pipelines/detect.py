@@ -172,8 +172,9 @@ def _finish(
     warnings: list[str],
     timings: dict[str, float],
 ) -> DetectionResult:
+    from ..geometry import quads_to_polygons
     from ..georef import pixel_to_map, polygon_areas_m2
-    from ..outputs import detections_geodataframe
+    from ..outputs import build_detections_gdf
 
     started = time.perf_counter()
     quads, labels, tile_names, support = collector.merged()
@@ -183,9 +184,10 @@ def _finish(
             "The raster has no georeference: polygons are in pixel coordinates (x right, y down) "
             "and have no CRS; areas are not computed."
         )
-    map_quads = pixel_to_map(quads, source.transform)
-    gdf = detections_geodataframe(map_quads, labels, support, tile_names, source.crs)
-    gdf["area_m2"] = polygon_areas_m2(gdf.geometry.values, source.crs if source.georeferenced else None)
+    crs = source.crs if source.georeferenced else None
+    polygons = quads_to_polygons(pixel_to_map(quads, source.transform))
+    areas = polygon_areas_m2(polygons, crs)
+    gdf = build_detections_gdf(polygons, labels, support, tile_names, areas, crs)
     return DetectionResult(
         gdf=gdf,
         crs=source.crs,
@@ -230,7 +232,7 @@ def detect(
     started = time.perf_counter()
     with RasterSource.open(raster_path, bands=options.bands) as source:
         windows, _region = plan_windows(source, options)
-        warnings = list(getattr(source, "warnings", []))
+        warnings: list[str] = []
         system, user = detection_prompt(options.classes, options.form)
         batch_size = options.batch_size or getattr(engine, "batch_size", 8)
         collector = _Collector((source.width, source.height), options)
@@ -306,7 +308,7 @@ def detect_from_responses(
                 )
             collector.add(record)
             count += 1
-        warnings = list(getattr(source, "warnings", []))
+        warnings: list[str] = []
         result = _finish(collector, source, tiles_total=count, tiles_skipped=0, warnings=warnings, timings={})
     result.timings["total_s"] = time.perf_counter() - started
     return result

@@ -1,0 +1,383 @@
+"""RSCoVLM in this process with Hugging Face transformers: load once, generate in batches.
+
+Loading is where users get stuck, so every choice is made explicitly and reported:
+which device (and whether it silently fell back to the CPU), which dtype, 4/8-bit
+quantization, which attention kernel, which LoRA adapter. Every failure a user can fix
+(no GPU for 4-bit, weights not downloaded, a folder that is not a model) is a UserError
+sentence, never a stack trace.
+
+Generation follows the authors' inference setting: left padding, greedy decoding, only
+the new tokens decoded. Any other generation settings the weights ship with (e.g. a
+repetition penalty) are kept, as the authors' code keeps them.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .base import Conversation, chunks, conversation_images
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cuda", "cpu")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+QUANTIZATIONS = (None, "4bit", "8bit")
+ATTENTIONS = (None, "flash_attention_2", "sdpa", "eager")
+# Hugging Face repository ids look like "owner/name".
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Modules left in full precision when quantizing: the vision tower is small and
+# sensitive (box coordinates come from it), the output head decides every token.
+_KEEP_FULL_PRECISION = ["visual", "lm_head"]
+CPU_FALLBACK_NOTE = (
+    "No CUDA GPU is available, so the model runs on the CPU in float32: expect minutes "
+    "per tile instead of seconds."
+)
+
+
+def is_offline() -> bool:
+    """True when Hugging Face downloads are switched off (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return any(value.strip().upper() in {"1", "ON", "YES", "TRUE"} for value in flags)
+
+
+def download_hint(repo_id: str) -> str:
+    return (
+        f"Download it once with `huggingface-cli download {repo_id} --local-dir ./{repo_id.split('/')[-1]}` "
+        f"and point --model at that folder."
+    )
+
+
+def resolve_model_folder(model: str) -> Path:
+    """A local folder holding the weights: ``model`` itself, or the cached/downloaded HF id."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"--model {model} is a file; give the folder that holds config.json and the weights.")
+        if not (path / "config.json").is_file():
+            if (path / "adapter_config.json").is_file():
+                raise UserError(
+                    f"{model} is a LoRA adapter, not a model: pass it as --adapter and point --model at "
+                    "the base model (e.g. Qingyun/RSCoVLM-7B-2512)."
+                )
+            raise UserError(
+                f"{model} is not a model folder (no config.json in it); point --model at the folder "
+                "you downloaded the weights into."
+            )
+        return path
+    if not _HF_ID.match(model):
+        raise UserError(f"The model folder {model} does not exist; check the path given to --model.")
+    return _hub_snapshot(model)
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        pass
+    if is_offline():
+        raise UserError(
+            f"The model {repo_id} is not in the local Hugging Face cache and downloads are off "
+            f"(HF_HUB_OFFLINE=1). {download_hint(repo_id)}"
+        )
+    log.info("Downloading %s from the Hugging Face Hub (about 16 GB for a 7B model)...", repo_id)
+    try:
+        return Path(snapshot_download(repo_id))
+    except RepositoryNotFoundError as exc:
+        raise UserError(f"There is no model {repo_id} on the Hugging Face Hub; check the name given to --model.") from exc
+    except GatedRepoError as exc:
+        raise UserError(f"The model {repo_id} needs you to accept its licence on huggingface.co and log in first.") from exc
+    except (HfHubHTTPError, OSError, ConnectionError) as exc:
+        raise UserError(f"Could not download {repo_id} ({exc.__class__.__name__}). {download_hint(repo_id)}") from exc
+
+
+@dataclass
+class LoadPlan:
+    """Every loading decision, made before touching the weights (so errors come early)."""
+
+    device: str            # "cpu" or "cuda:N"
+    dtype_name: str        # "bfloat16" | "float16" | "float32"
+    quantization: str | None
+    attention: str
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_loading(
+    device: str = "auto",
+    dtype: str = "auto",
+    quantization: str | None = None,
+    attn_implementation: str | None = None,
+) -> LoadPlan:
+    """Choose device, dtype, quantization and attention from what this machine has."""
+    import torch
+
+    device = (device or "auto").lower()
+    if not (device in DEVICES or re.fullmatch(r"cuda:\d+", device)):
+        raise UserError(f"Unknown device {device!r}; use auto, cuda, cuda:N or cpu.")
+    if dtype not in DTYPES:
+        raise UserError(f"Unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}.")
+    if quantization not in QUANTIZATIONS:
+        raise UserError(f"Unknown quantization {quantization!r}; use 4bit or 8bit, or leave it out.")
+    if attn_implementation not in ATTENTIONS:
+        raise UserError(f"Unknown attention {attn_implementation!r}; use flash_attention_2, sdpa or eager.")
+
+    has_cuda = torch.cuda.is_available()
+    notes: list[str] = []
+    if device == "auto":
+        device = "cuda:0" if has_cuda else "cpu"
+        if not has_cuda:
+            notes.append(CPU_FALLBACK_NOTE)
+    elif device.startswith("cuda"):
+        if not has_cuda:
+            raise UserError(f"--device {device} was asked for but no CUDA GPU is visible; use --device auto or cpu.")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {device} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s).")
+        device = f"cuda:{index}"
+    else:
+        notes.append("Running on the CPU as asked: expect minutes per tile instead of seconds.")
+
+    on_cuda = device.startswith("cuda")
+    if dtype == "auto":
+        if on_cuda:
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        else:
+            dtype = "float32"
+
+    if quantization is not None:
+        if not on_cuda:
+            raise UserError(
+                f"{quantization} quantization needs a CUDA GPU (bitsandbytes), and this run is on the CPU; "
+                "leave out --quantization, or run on a machine with an NVIDIA GPU."
+            )
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as exc:
+            raise UserError(
+                f"{quantization} quantization needs the bitsandbytes package: `pip install bitsandbytes`, "
+                "or leave out --quantization."
+            ) from exc
+        if dtype == "float32":
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+            notes.append(f"{quantization} quantization computes in {dtype}, not float32.")
+
+    has_flash = _flash_attn_available()
+    if attn_implementation is None:
+        attention = "flash_attention_2" if (has_flash and on_cuda and dtype != "float32") else "sdpa"
+    else:
+        attention = attn_implementation
+        if attention == "flash_attention_2":
+            if not has_flash:
+                raise UserError("flash_attention_2 needs the flash-attn package: `pip install flash-attn`, or use sdpa.")
+            if not on_cuda or dtype == "float32":
+                raise UserError("flash_attention_2 runs only on a CUDA GPU in bfloat16 or float16; use sdpa.")
+    return LoadPlan(device=device, dtype_name=dtype, quantization=quantization, attention=attention, notes=notes)
+
+
+def _flash_attn_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def _quantization_config(plan: LoadPlan):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if plan.quantization == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=getattr(torch, plan.dtype_name),
+            llm_int8_skip_modules=_KEEP_FULL_PRECISION,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=_KEEP_FULL_PRECISION)
+
+
+class TransformersEngine:
+    """A Qwen2.5-VL family model (RSCoVLM or the tiny test model) loaded in this process."""
+
+    def __init__(self, model: Any, processor: Any, *, model_name: str, adapter: str | None,
+                 plan: LoadPlan, batch_size: int = 8) -> None:
+        self.model = model
+        self.processor = processor
+        self.model_name = model_name
+        self.adapter = adapter
+        self.plan = plan
+        self.batch_size = max(1, int(batch_size))
+        self.device_note = " ".join(plan.notes) or None
+        image_size = getattr(processor.image_processor, "size", None) or {}
+        self._min_pixels = int(image_size.get("shortest_edge", 56 * 56))
+        self._max_pixels = int(image_size.get("longest_edge", 1008 * 1008))
+        self._generation_config = self._greedy_config()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str,
+        adapter: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        quantization: str | None = None,
+        attn_implementation: str | None = None,
+        batch_size: int = 8,
+    ) -> TransformersEngine:
+        """Load weights from a folder or Hugging Face id (offline-aware), once."""
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        plan = plan_loading(device, dtype, quantization, attn_implementation)
+        for note in plan.notes:
+            log.warning(note)
+        folder = resolve_model_folder(str(model))
+        adapter_folder = _check_adapter(adapter)
+
+        kwargs: dict[str, Any] = {
+            "dtype": getattr(torch, plan.dtype_name),
+            "attn_implementation": plan.attention,
+            "local_files_only": True,
+        }
+        if plan.device.startswith("cuda"):
+            kwargs["device_map"] = {"": plan.device}
+        if plan.quantization:
+            kwargs["quantization_config"] = _quantization_config(plan)
+        try:
+            processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+            network = AutoModelForImageTextToText.from_pretrained(folder, **kwargs)
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"Could not load a vision-language model from {folder}: {exc}") from exc
+        if not hasattr(processor, "image_processor"):
+            raise UserError(
+                f"{folder} loaded as a text-only tokenizer: the Qwen2.5-VL processor needs torchvision "
+                "(`pip install torchvision`), or the folder lacks its preprocessor config."
+            )
+        processor.tokenizer.padding_side = "left"
+
+        if adapter_folder is not None:
+            network = _apply_adapter(network, adapter_folder, merge=plan.quantization is None)
+        network.eval()
+        log.info("Loaded %s on %s (%s, %s attention%s)", model, plan.device, plan.dtype_name, plan.attention,
+                 f", {plan.quantization}" if plan.quantization else "")
+        return cls(network, processor, model_name=str(model),
+                   adapter=str(adapter) if adapter else None, plan=plan, batch_size=batch_size)
+
+    # -- generation ------------------------------------------------------------------
+
+    def generate(self, conversations: list[Conversation], max_new_tokens: int = 1024) -> list[str]:
+        """Greedy answers, ``batch_size`` conversations at a time, in input order."""
+        answers: list[str] = []
+        for batch in chunks(list(conversations), self.batch_size):
+            answers.extend(self._generate_batch(batch, max_new_tokens))
+        return answers
+
+    def _generate_batch(self, batch: list[Conversation], max_new_tokens: int) -> list[str]:
+        import torch
+
+        processor_kwargs: dict[str, Any] = {"padding": True, "padding_side": "left"}
+        areas = [image.width * image.height for c in batch for image in conversation_images(c)]
+        if areas:
+            # Widen the processor's pixel range so it never resizes what the pipeline sized:
+            # coordinates in the answer are then pixels of exactly the image we sent.
+            processor_kwargs["size"] = {
+                "shortest_edge": min(self._min_pixels, *areas),
+                "longest_edge": max(self._max_pixels, *areas),
+            }
+        inputs = self.processor.apply_chat_template(
+            batch,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+            processor_kwargs=processor_kwargs,
+        )
+        inputs = inputs.to(self.model.device)
+        prompt_length = inputs["input_ids"].shape[1]
+        config = copy.deepcopy(self._generation_config)
+        config.max_new_tokens = int(max_new_tokens)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, generation_config=config)
+        return self.processor.batch_decode(
+            output[:, prompt_length:], skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+
+    def _greedy_config(self):
+        config = copy.deepcopy(self.model.generation_config)
+        config.do_sample = False
+        config.num_beams = 1
+        config.temperature = None
+        config.top_p = None
+        config.top_k = None
+        if config.pad_token_id is None:
+            config.pad_token_id = self.processor.tokenizer.pad_token_id
+        return config
+
+    # -- reporting -------------------------------------------------------------------
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def describe(self) -> dict:
+        import torch
+
+        info: dict[str, Any] = {
+            "engine": "transformers",
+            "model": self.model_name,
+            "adapter": self.adapter,
+            "device": self.plan.device,
+            "gpu": None,
+            "gpu_memory_used_gb": None,
+            "gpu_memory_total_gb": None,
+            "dtype": self.plan.dtype_name,
+            "quantization": self.plan.quantization,
+            "attention": self.plan.attention,
+            "parameters": self.parameter_count(),
+            "batch_size": self.batch_size,
+            "note": self.device_note,
+        }
+        if self.plan.device.startswith("cuda"):
+            index = torch.device(self.plan.device).index or 0
+            free, total = torch.cuda.mem_get_info(index)
+            info["gpu"] = torch.cuda.get_device_name(index)
+            info["gpu_memory_used_gb"] = round((total - free) / 2**30, 2)
+            info["gpu_memory_total_gb"] = round(total / 2**30, 2)
+        return info
+
+
+def _check_adapter(adapter: str | None) -> Path | None:
+    if not adapter:
+        return None
+    folder = Path(adapter).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise UserError(
+            f"--adapter {adapter} is not a LoRA adapter folder (no adapter_config.json in it); "
+            "give the folder that fine-tuning wrote."
+        )
+    return folder
+
+
+def _apply_adapter(network: Any, folder: Path, merge: bool) -> Any:
+    """Attach a PEFT LoRA; merged into the weights when not quantized (same answers, faster)."""
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise UserError("Loading a LoRA adapter needs the peft package: `pip install peft`.") from exc
+    try:
+        wrapped = PeftModel.from_pretrained(network, folder, is_trainable=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise UserError(f"The adapter in {folder} does not fit this model: {exc}") from exc
+    return wrapped.merge_and_unload() if merge else wrapped

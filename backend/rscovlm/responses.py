@@ -1,0 +1,129 @@
+"""Raw per-tile model responses as JSON Lines, written as the run goes.
+
+Keeping the model's exact words per tile lets post-processing (parsing, merging, export)
+be re-run later without the GPU (``--from-responses``) and makes a result auditable.
+Each tile is one line written with a single unbuffered ``write``, so a run that crashes
+or is cancelled leaves a file of whole lines that can still be replayed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rscovlm.errors import UserError
+
+__all__ = ["ResponseRecord", "ResponsesWriter", "read_responses"]
+
+_INT_FIELDS = ("col_off", "row_off", "width", "height", "input_width", "input_height")
+
+
+@dataclass(frozen=True)
+class ResponseRecord:
+    """One tile: where it lies in the image, the model-input size it was resized to, the text."""
+
+    col_off: int
+    row_off: int
+    width: int
+    height: int
+    input_width: int
+    input_height: int
+    response: str
+
+    @property
+    def window(self):  # -> rscovlm.tiling.Window
+        from rscovlm.tiling import Window
+
+        return Window(self.col_off, self.row_off, self.width, self.height)
+
+    @property
+    def input_wh(self) -> tuple[int, int]:
+        return (self.input_width, self.input_height)
+
+    def to_json_line(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False) + "\n"
+
+
+def _record_from_object(obj: Any) -> ResponseRecord:
+    """Validate one decoded line; raise ValueError with the problem in words."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, found {type(obj).__name__}")
+    missing = [name for name in (*_INT_FIELDS, "response") if name not in obj]
+    if missing:
+        raise ValueError("missing field(s) " + ", ".join(missing))
+    for name in _INT_FIELDS:
+        value = obj[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"field {name!r} must be a whole number, found {value!r}")
+        if value < 0 or (name != "col_off" and name != "row_off" and value == 0):
+            raise ValueError(f"field {name!r} must be positive, found {value}")
+    if not isinstance(obj["response"], str):
+        raise ValueError(f"field 'response' must be text, found {type(obj['response']).__name__}")
+    return ResponseRecord(**{name: obj[name] for name in (*_INT_FIELDS, "response")})
+
+
+class ResponsesWriter:
+    """Append one JSON line per tile; each line reaches the OS before ``write`` returns."""
+
+    def __init__(self, path: str | os.PathLike[str], append: bool = False) -> None:
+        self.path = Path(path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if append else os.O_TRUNC)
+        try:
+            self._fd: int | None = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise UserError(
+                f"Cannot write the model responses to {self.path}: {exc.strerror}. "
+                "Choose a folder you can write to."
+            ) from exc
+        self.count = 0
+
+    def write(self, record: ResponseRecord) -> None:
+        if self._fd is None:
+            raise RuntimeError("ResponsesWriter is closed")
+        data = record.to_json_line().encode("utf-8")
+        # One write() call per line on an O_APPEND descriptor: no partial line is ever
+        # left in a Python buffer when the process dies.
+        written = os.write(self._fd, data)
+        while written < len(data):  # short writes are rare (full disk, signals)
+            written += os.write(self._fd, data[written:])
+        self.count += 1
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> ResponsesWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def read_responses(path: str | os.PathLike[str]) -> list[ResponseRecord]:
+    """Read and validate a responses file; a bad line is a UserError naming its number."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise UserError(f"The responses file {path} does not exist; check the path.") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"Cannot read the responses file {path}: {exc}.") from exc
+    records: list[ResponseRecord] = []
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(_record_from_object(json.loads(line)))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+            cut_off = number == len(lines) and not text.endswith("\n")
+            hint = " (the file looks cut off)" if cut_off else ""
+            raise UserError(
+                f"Line {number} of the responses file {path} is not a valid tile response"
+                f"{hint}: {exc}. Re-run the detection to write a fresh responses file."
+            ) from exc
+    return records

@@ -1,0 +1,59 @@
+"""The plugin object QGIS loads: one toolbar/menu action that shows or hides the dock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.PyQt.QtCore import QCoreApplication, Qt
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from .dock import RSCoVLMDock
+from .translation import install_translator, tr
+
+PLUGIN_DIR = Path(__file__).resolve().parent
+
+
+def icon_path() -> Path:
+    """icon.png beside the plugin when packaged; resources/icon.png in the source tree."""
+    packaged = PLUGIN_DIR / "icon.png"
+    return packaged if packaged.is_file() else PLUGIN_DIR.parent / "resources" / "icon.png"
+
+
+class RSCoVLMPlugin:
+    def __init__(self, iface):
+        self.iface = iface
+        self.translator = None
+        self.action: QAction | None = None
+        self.dock: RSCoVLMDock | None = None
+        self.menu = ""
+
+    def initGui(self) -> None:  # noqa: N802 - QGIS API
+        self.translator = install_translator()  # before any tr() below
+        self.menu = tr("&RSCoVLM")
+        self.dock = RSCoVLMDock(self.iface, self.iface.mainWindow())
+        self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        self.dock.hide()
+
+        self.action = QAction(QIcon(str(icon_path())), tr("RSCoVLM object detection"), self.iface.mainWindow())
+        self.action.setObjectName("RSCoVLMToggleDock")
+        self.action.setCheckable(True)
+        self.action.setToolTip(tr("Show or hide the RSCoVLM panel"))
+        self.dock.setToggleVisibilityAction(self.action)  # keeps action and dock in step, tabbed docks included
+        self.iface.addToolBarIcon(self.action)
+        self.iface.addPluginToMenu(self.menu, self.action)
+
+    def unload(self) -> None:
+        if self.action is not None:
+            self.iface.removePluginMenu(self.menu, self.action)
+            self.iface.removeToolBarIcon(self.action)
+            self.action.deleteLater()
+            self.action = None
+        if self.dock is not None:
+            self.dock.shutdown()
+            self.iface.removeDockWidget(self.dock)
+            self.dock.deleteLater()
+            self.dock = None
+        if self.translator is not None:
+            QCoreApplication.removeTranslator(self.translator)
+            self.translator = None
