@@ -60,6 +60,14 @@ class BackendClient:
             raise BackendError(tr("The backend accepted the job but did not say its id."))
         return str(job_id)
 
+    def submit_ask(self, body: dict[str, Any]) -> str:
+        """Queue a question about a raster (the body of ``POST /v1/jobs/ask``); returns the job id."""
+        answer = self._call("POST", "/v1/jobs/ask", body=body)
+        job_id = answer.get("job_id")
+        if not job_id:
+            raise BackendError(tr("The backend accepted the job but did not say its id."))
+        return str(job_id)
+
     def job(self, job_id: str) -> dict[str, Any]:
         """The job's state, progress ({"done", "total"}), message and error."""
         return self._call("GET", f"/v1/jobs/{job_id}")

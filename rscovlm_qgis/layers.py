@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
+    QgsLayerTreeGroup,
     QgsCoordinateReferenceSystem,
     QgsFeature,
     QgsField,
@@ -34,6 +35,8 @@ from qgis.PyQt.QtGui import QColor
 from .translation import tr
 
 CLASS_FIELD = "class"
+GROUP_NAME = "RSCoVLM"
+RESULT_OF = "rscovlm/result_of"  # custom property: id of the raster layer a result came from
 FIELDS = ((CLASS_FIELD, QVariant.String), ("support", QVariant.Int), ("tile", QVariant.Int), ("area_m2", QVariant.Double))
 
 # One fixed colour per DOTA class so the same class looks the same across runs and layers.
@@ -154,8 +157,18 @@ def outline_symbol(colour: QColor) -> QgsFillSymbol:
     )
 
 
+def field_aliases() -> dict[str, str]:
+    """Readable column names for the attribute table and forms (the field names stay short)."""
+    return {
+        CLASS_FIELD: tr("Class"),
+        "support": tr("Tiles agreeing"),
+        "tile": tr("Tile"),
+        "area_m2": tr("Area (m²)"),
+    }
+
+
 def style_by_class(layer: QgsVectorLayer) -> None:
-    """Categorized by class with one outline colour each; labels prepared but off."""
+    """Categorized by class with one outline colour each, labelled with the class name."""
     index = layer.fields().indexOf(CLASS_FIELD)
     present = sorted(str(v) for v in layer.uniqueValues(index) if v not in (None, ""))
     categories = [QgsRendererCategory(name, outline_symbol(colour_for(name, i)), name) for i, name in enumerate(present)]
@@ -163,15 +176,57 @@ def style_by_class(layer: QgsVectorLayer) -> None:
     labels = QgsPalLayerSettings()
     labels.fieldName = CLASS_FIELD
     layer.setLabeling(QgsVectorLayerSimpleLabeling(labels))
-    layer.setLabelsEnabled(False)
-    layer.setFieldAlias(layer.fields().indexOf("support"), tr("Tiles agreeing"))
-    layer.setFieldAlias(layer.fields().indexOf("area_m2"), tr("Area (m²)"))
+    layer.setLabelsEnabled(True)
+    for field_name, alias in field_aliases().items():
+        index = layer.fields().indexOf(field_name)
+        if index >= 0:
+            layer.setFieldAlias(index, alias)
     layer.triggerRepaint()
 
 
 def add_to_project(layer: QgsVectorLayer, project: QgsProject | None = None) -> QgsVectorLayer:
     """Add on the main thread (layers added from workers misbehave)."""
     (project or QgsProject.instance()).addMapLayer(layer)
+    return layer
+
+
+def numbered_name(base: str, taken: Iterable[str]) -> str:
+    """``base``, or ``base (2)``, ``base (3)``… whichever is free, so runs never share a name."""
+    taken = set(taken)
+    if base not in taken:
+        return base
+    number = 2
+    while f"{base} ({number})" in taken:
+        number += 1
+    return f"{base} ({number})"
+
+
+def results_group(project: QgsProject | None = None) -> QgsLayerTreeGroup:
+    """The "RSCoVLM" group at the top of the layer tree, created on first use."""
+    root = (project or QgsProject.instance()).layerTreeRoot()
+    group = root.findGroup(GROUP_NAME)
+    return group if group is not None else root.insertGroup(0, GROUP_NAME)
+
+
+def add_result(
+    layer: QgsVectorLayer, source_layer_id: str, replace: bool = False, project: QgsProject | None = None
+) -> QgsVectorLayer:
+    """Add a result layer to the RSCoVLM group, keeping earlier results unless ``replace``.
+
+    With ``replace`` the earlier results of the same source layer are removed first; else
+    the new layer gets a numbered name beside them.
+    """
+    project = project or QgsProject.instance()
+    group = results_group(project)
+    earlier = [node.layer() for node in group.findLayers() if node.layer() is not None]
+    if replace:
+        stale = [old.id() for old in earlier if old.customProperty(RESULT_OF) == source_layer_id]
+        project.removeMapLayers(stale)
+        earlier = [old for old in earlier if old.id() not in stale]
+    layer.setName(numbered_name(layer.name(), (old.name() for old in earlier)))
+    layer.setCustomProperty(RESULT_OF, source_layer_id)
+    project.addMapLayer(layer, False)
+    group.insertLayer(0, layer)
     return layer
 
 

@@ -48,6 +48,8 @@ class PluginSettings:
     backend_url: str = DEFAULT_BACKEND_URL
     token_file: str = ""
     max_new_tokens: int = 0
+    backend_program: str = ""   # a python with rscovlm installed, or the rscovlm script; empty: "rscovlm" on PATH
+    model_path: str = ""        # model folder or Hugging Face id for a backend started from the dock
 
     @property
     def token_path(self) -> Path:
@@ -63,6 +65,8 @@ class PluginSettings:
             backend_url=(url or DEFAULT_BACKEND_URL).rstrip("/"),
             token_file=token_file or "",
             max_new_tokens=max(0, max_new_tokens or 0),
+            backend_program=store.value(_PREFIX + "backend_program", "", type=str) or "",
+            model_path=store.value(_PREFIX + "model_path", "", type=str) or "",
         )
 
     def save(self) -> None:
@@ -70,3 +74,5 @@ class PluginSettings:
         store.setValue(_PREFIX + "backend_url", self.backend_url.rstrip("/"))
         store.setValue(_PREFIX + "token_file", self.token_file)
         store.setValue(_PREFIX + "max_new_tokens", self.max_new_tokens)
+        store.setValue(_PREFIX + "backend_program", self.backend_program)
+        store.setValue(_PREFIX + "model_path", self.model_path)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from qgis.core import Qgis, QgsMessageLog, QgsTask
+from qgis.core import Qgis, QgsMessageLog, QgsRasterBlockFeedback, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .client import BackendClient, BackendError
 from .params import DetectParams
+from .raster_export import RasterExportError, temporary_tif, write_geotiff
 from .translation import tr
 
 LOG_TAG = "RSCoVLM"
@@ -31,31 +33,94 @@ class DetectOutcome:
     geojson: dict[str, Any] | None = None
     error: str | None = None
     cancelled: bool = False
+    exported_path: str | None = None   # the temporary GeoTIFF a non-file layer was written to
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """What the dock shows while a job runs: tiles done of total, time left, queue place."""
+
+    state: str
+    done: int = 0
+    total: int = 0
+    eta_s: float | None = None
+    queue_position: int | None = None
+
+
+def format_progress(progress: JobProgress) -> str:
+    """One line for the dock: "3 / 12 tiles, about 1 min 20 s left" or the queue place."""
+    if progress.state == "exporting":
+        return tr("Writing the layer to a temporary GeoTIFF…")
+    if progress.state == "queued":
+        if progress.queue_position:
+            return tr("Waiting in the backend's queue (place {place}).").format(place=progress.queue_position)
+        return tr("Waiting in the backend's queue.")
+    text = tr("{done} / {total} tiles").format(done=progress.done, total=progress.total)
+    if progress.eta_s is not None and progress.done < progress.total:
+        text += ", " + tr("about {time} left").format(time=format_duration(progress.eta_s))
+    return text
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return tr("{s} s").format(s=seconds)
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return tr("{m} min {s} s").format(m=minutes, s=seconds)
+    hours, minutes = divmod(minutes, 60)
+    return tr("{h} h {m} min").format(h=hours, m=minutes)
 
 
 class DetectTask(QgsTask):
-    """Submits a detection job, mirrors its progress, cancels it remotely when cancelled here."""
+    """Submits a detection job, mirrors its progress, cancels it remotely when cancelled here.
+
+    A layer that is not a local file is first written to a temporary GeoTIFF (removed when
+    the job has ended, since the backend reads it while the job runs).
+    """
 
     done = pyqtSignal(object)  # DetectOutcome, emitted on the main thread
+    jobProgress = pyqtSignal(object)  # JobProgress; queued to the main thread's receivers
 
     def __init__(self, client: BackendClient, params: DetectParams, poll_s: float = 0.5):
         super().__init__(tr("RSCoVLM: detecting objects in {name}").format(name=params.layer_name), QgsTask.CanCancel)
         self.client = client
         self.outcome = DetectOutcome(params=params)
         self.poll_s = poll_s
+        self._export_feedback = QgsRasterBlockFeedback()
+
+    def cancel(self) -> None:
+        self._export_feedback.cancel()  # stops a running export between blocks
+        super().cancel()
 
     def run(self) -> bool:
         try:
-            return self._follow_job()
-        except BackendError as error:
+            return self._export_then_follow()
+        except (BackendError, RasterExportError) as error:
             self.outcome.error = str(error)
         except Exception as error:  # noqa: BLE001 - a task must end with a message, not kill QGIS
             QgsMessageLog.logMessage(repr(error), LOG_TAG, Qgis.Critical)
             self.outcome.error = tr("Detection failed unexpectedly: {error}").format(error=error)
+        finally:
+            if self.outcome.exported_path:
+                Path(self.outcome.exported_path).unlink(missing_ok=True)
         return False
 
-    def _follow_job(self) -> bool:
-        job_id = self.client.submit_detect(self.outcome.params)
+    def _export_then_follow(self) -> bool:
+        params = self.outcome.params
+        if params.export is not None:
+            self.jobProgress.emit(JobProgress(state="exporting"))
+            target = temporary_tif()
+            self.outcome.exported_path = str(target)
+            write_geotiff(params.export, target, self._export_feedback)
+            if self.isCanceled():
+                self.outcome.cancelled = True
+                return False
+            params = params.exported_to(str(target))
+        return self._follow_job(params)
+
+    def _follow_job(self, params: DetectParams) -> bool:
+        job_id = self.client.submit_detect(params)
         self.outcome.job_id = job_id
         while True:
             if self.isCanceled():
@@ -63,9 +128,14 @@ class DetectTask(QgsTask):
             job = self.client.job(job_id)
             progress = job.get("progress") or {}
             total = progress.get("total") or 0
+            done = min(progress.get("done", 0) or 0, total) if total else 0
             if total:
-                self.setProgress(100.0 * min(progress.get("done", 0), total) / total)
+                self.setProgress(100.0 * done / total)
             state = job.get("state")
+            self.jobProgress.emit(
+                JobProgress(state=str(state), done=done, total=total, eta_s=job.get("eta_s"),
+                            queue_position=job.get("queue_position"))
+            )
             if state == "succeeded":
                 break
             if state == "failed":

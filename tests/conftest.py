@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Never write into the real user's cache (servers keep per-job responses there).
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="rscovlm-test-cache-")
 
 import pytest
 

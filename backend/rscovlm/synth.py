@@ -162,7 +162,9 @@ class _Object:
     def radius(self) -> float:
         return math.hypot(self.length, self.width) / 2
 
-    def extent(self, sun: tuple[float, float]) -> float:
+    @property
+    def reach(self) -> float:
+        """How far from its centre the object, its shadow and a ship's wake may paint."""
         reach = self.radius + self.height + 2
         if self.cls == "ship":
             reach += 2.6 * self.length  # the wake
@@ -373,7 +375,7 @@ def _layout(size: int, gsd: float, seed: int) -> _Scene:
     # Airports: an apron (planes park there) with a runway alongside where it fits.
     airports = max(1, round(extent_m**2 / 4e6))
     for _ in range(airports):
-        _place_airport(scene, rng, occupancy)
+        _place_airport(scene, rng)
 
     _place_planes(scene, rng, occupancy)
     _place_ships(scene, rng, occupancy)
@@ -401,7 +403,7 @@ def _try_add(scene: _Scene, occupancy: _Occupancy, obj: _Object, surface: int, g
     return True
 
 
-def _place_airport(scene: _Scene, rng: np.random.Generator, occupancy: _Occupancy) -> None:
+def _place_airport(scene: _Scene, rng: np.random.Generator) -> None:
     px, size = scene.px, scene.size
     for attempt in range(300):
         shrink = 1.0 if attempt < 150 else 0.7
@@ -865,7 +867,7 @@ def _render_chunk(scene: _Scene, x0: int, y0: int, w: int, h: int, objects: list
     # shadows and wakes first, then every body on top
     boxes = []
     for index, obj in enumerate(objects):
-        reach = obj.extent(scene.sun)
+        reach = obj.reach
         c0, c1 = max(x0, math.floor(obj.cx - reach)), min(x0 + w, math.ceil(obj.cx + reach))
         r0, r1 = max(y0, math.floor(obj.cy - reach)), min(y0 + h, math.ceil(obj.cy + reach))
         if c1 <= c0 or r1 <= r0:
@@ -907,7 +909,7 @@ def _render_all(scene: _Scene, jobs: list, workers: int | None):
     forked child could inherit one of their locks.
     """
     if workers is None:
-        workers = min(4, os.cpu_count() or 1) if scene.size > 4096 else 1
+        workers = min(2, os.cpu_count() or 1) if scene.size > 4096 else 1
     if workers <= 1 or len(jobs) < 4:
         for col, row, w, h, objects in jobs:
             yield _render_chunk(scene, col, row, w, h, objects)
@@ -1015,7 +1017,7 @@ def make_scene(
     # which objects touch which chunk
     chunks: dict[tuple[int, int], list[_Object]] = {}
     for obj in scene.objects:
-        reach = obj.extent(scene.sun)
+        reach = obj.reach
         for i in range(max(0, math.floor((obj.cx - reach) / CHUNK)), min((size - 1) // CHUNK, math.floor((obj.cx + reach) / CHUNK)) + 1):
             for j in range(max(0, math.floor((obj.cy - reach) / CHUNK)), min((size - 1) // CHUNK, math.floor((obj.cy + reach) / CHUNK)) + 1):
                 chunks.setdefault((i, j), []).append(obj)
@@ -1028,7 +1030,7 @@ def make_scene(
     factors = overview_factors(size)
     tmp_raster = raster_path.with_name(f".{raster_path.name}.tmp")
     try:
-        with rasterio.Env(GDAL_CACHEMAX=256 * 2**20, GDAL_NUM_THREADS="ALL_CPUS"):
+        with rasterio.Env(GDAL_CACHEMAX=128 * 2**20, GDAL_NUM_THREADS="ALL_CPUS"):
             with rasterio.open(tmp_raster, "w", num_threads="ALL_CPUS", **profile) as dst:
                 dst.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
                 jobs = [

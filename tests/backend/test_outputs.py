@@ -20,7 +20,8 @@ UTM = CRS.from_epsg(32633)
 def detections(n=3, crs=UTM):
     polygons = [shapely.box(500_000 + 10 * i, 4_650_000, 500_004 + 10 * i, 4_650_002) for i in range(n)]
     labels = ["plane", "small vehicle", "ship", "storage tank"][:n]
-    return build_detections_gdf(polygons, labels, [1, 2, 3][:n], [0, 4, 7][:n], [8.0, 8.0, np.nan][:n], crs)
+    tiles = ["c0_r0", "c412_r0", "c824_r412"][:n]
+    return build_detections_gdf(polygons, labels, [1, 2, 3][:n], tiles, [8.0, 8.0, np.nan][:n], crs)
 
 
 @pytest.mark.parametrize("name", ["out.gpkg", "out.shp", "out.geojson", "out.json"])
@@ -30,7 +31,7 @@ def test_each_format_reads_back_with_crs_and_fields(tmp_path, name):
     assert back.crs is not None and back.crs.to_epsg() == 32633
     assert list(back["class"]) == ["plane", "small vehicle", "ship"]
     assert list(back["support"]) == [1, 2, 3]
-    assert list(back["tile"]) == [0, 4, 7]
+    assert list(back["tile"]) == ["c0_r0", "c412_r0", "c824_r412"]
     assert back["area_m2"].iloc[0] == pytest.approx(8.0)
     assert back.geometry.iloc[1].equals(shapely.box(500_010, 4_650_000, 500_014, 4_650_002))
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 from pyproj import Transformer
 from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import NotGeoreferencedWarning
 
 from rscovlm.errors import UserError
 from rscovlm.raster import RasterError, RasterSource
@@ -24,10 +27,13 @@ def write_tif(path, data, *, transform=UTM, crs="EPSG:32633", nodata=None, color
     count, height, width = data.shape
     if transform is not None:  # None: a plain image without a geotransform
         profile["transform"] = transform
-    with rasterio.open(
-        path, "w", driver="GTiff", width=width, height=height, count=count, dtype=data.dtype,
-        crs=crs, nodata=nodata, **profile,
-    ) as dst:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        dst = rasterio.open(
+            path, "w", driver="GTiff", width=width, height=height, count=count, dtype=data.dtype,
+            crs=crs, nodata=nodata, **profile,
+        )
+    with dst:
         dst.write(data)
         if colorinterp:
             dst.colorinterp = colorinterp

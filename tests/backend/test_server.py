@@ -13,6 +13,7 @@ import os
 import stat
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from server_harness import client, serving, wait_for, write_small_geotiff
@@ -464,6 +465,9 @@ def test_real_detection_over_http_returns_geojson_in_the_raster_crs(engine, synt
     assert str(epsg) in json.dumps(collection["crs"])
     assert "crs_wkt" in collection
     assert collection["rscovlm"]["tiles_total"] == status["progress"]["total"]
+    # The job kept its raw per-tile responses, replayable without the model.
+    kept = Path(collection["rscovlm"]["responses_path"])
+    assert len(kept.read_text().splitlines()) == status["progress"]["total"]
     for feature in collection["features"]:
         assert {"class", "support", "tile", "area_m2"} <= set(feature["properties"])
 

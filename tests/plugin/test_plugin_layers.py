@@ -51,7 +51,8 @@ def test_collection_becomes_a_categorized_layer_in_its_crs(qgis_app):
     assert [c.value() for c in renderer.categories()] == ["plane", "ship", "small vehicle"]
     colours = {c.symbol().symbolLayer(0).strokeColor().name() for c in renderer.categories()}
     assert len(colours) == 3
-    assert not layer.labelsEnabled()
+    assert layer.labelsEnabled() and layer.labeling().settings().fieldName == "class"
+    assert layer.attributeDisplayName(layer.fields().indexOf("area_m2")) == "Area (m²)"
     ship = next(f for f in layer.getFeatures() if f["class"] == "ship")
     assert ship["support"] == 1 and ship["tile"] == 3 and ship["area_m2"] == pytest.approx(1200.0)
     assert ship.geometry().area() == pytest.approx(60 * 20)

@@ -51,7 +51,7 @@ def test_plugin_loads_toggles_its_dock_and_unloads(qgis_iface, qtbot, closed_url
         action.trigger()
         qtbot.waitUntil(dock.isVisible)
         assert action.isChecked()
-        qtbot.waitUntil(lambda: "does not answer" in dock.backend_label.text(), timeout=10000)
+        qtbot.waitUntil(lambda: "does not answer" in dock.backend_panel.backend_label.text(), timeout=10000)
         action.trigger()
         qtbot.waitUntil(lambda: not dock.isVisible())
         assert not action.isChecked()

@@ -14,7 +14,7 @@ import sys
 from .. import __version__
 from ..errors import UserError
 
-COMMANDS = ("synth", "make_tiny_model", "detect", "ask", "serve", "evaluate")
+COMMANDS = ("synth", "make_tiny_model", "detect", "ask", "serve", "evaluate", "prepare", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

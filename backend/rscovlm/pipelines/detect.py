@@ -81,7 +81,7 @@ class DetectionResult:
         from ..outputs import to_geojson_dict
 
         collection = to_geojson_dict(self.gdf)
-        collection["properties"] = {
+        collection["rscovlm"] = {  # a foreign member (RFC 7946 §6.1): the run's summary
             "tiles_total": self.tiles_total,
             "tiles_skipped_nodata": self.tiles_skipped_nodata,
             "parsed_kept": self.parsed_kept,

@@ -12,12 +12,14 @@ the real ones call the pipelines, tests register their own with a controlled wor
 from __future__ import annotations
 
 import collections
+import os
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import CancelledError, NotFoundError, UserError
@@ -293,6 +295,30 @@ def _eta(job: _Job) -> float | None:
 # --- the real runners -------------------------------------------------------------------
 
 
+def responses_dir() -> Path:
+    """Where the server keeps each detection job's raw per-tile responses (JSONL).
+
+    Keeping them means a result can be re-post-processed later without the model
+    (``rscovlm detect RASTER -o OUT --from-responses FILE``). Files older than a week are
+    removed when a new one is made, so the folder does not grow without bound.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rscovlm" / "responses"
+
+
+def responses_file(max_age_s: float = 7 * 24 * 3600) -> Path:
+    folder = responses_dir()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    now = time.time()
+    for old in folder.glob("*.jsonl"):
+        try:
+            if now - old.stat().st_mtime > max_age_s:
+                old.unlink()
+        except OSError:
+            pass
+    return folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.jsonl"
+
+
 def default_runners(batch_size: int | None = None) -> dict[str, Runner]:
     """Runners that call the pipelines; heavy modules are imported on first use.
 
@@ -316,22 +342,17 @@ def default_runners(batch_size: int | None = None) -> dict[str, Runner]:
         if request.region is not None:
             fields["bounds"] = request.region.as_tuple()
             fields["bounds_crs"] = request.region.crs
+        responses_path = responses_file()
         result = detect(
             request.raster_path,
             engine,
             DetectOptions(**fields),
             progress=progress,
             should_cancel=should_cancel,
+            responses_out=responses_path,
         )
         collection = result.to_geojson()
-        collection["rscovlm"] = {  # a foreign member (RFC 7946 §6.1): the run's summary
-            "tiles_total": result.tiles_total,
-            "tiles_skipped_nodata": result.tiles_skipped_nodata,
-            "parsed_kept": result.parsed_kept,
-            "parsed_dropped": dict(result.parsed_dropped),
-            "warnings": list(result.warnings),
-            "timings": dict(result.timings),
-        }
+        collection["rscovlm"]["responses_path"] = str(responses_path)
         return collection
 
     def run_ask(request: Any, engine: Any, progress: ProgressCallback, should_cancel: ShouldCancel) -> dict:

@@ -1,0 +1,151 @@
+"""Training samples from ``prepare``'s JSONL, encoded for Qwen2.5-VL with answer-only labels.
+
+Each sample is re-rendered when it is drawn: the tile may be resized (boxes scaled along,
+answer rendered again at the new size) and the request paraphrased. Labels are -100 on
+everything but the assistant's answer and its closing ``<|im_end|>``: the system and
+user turns, the image tokens and padding teach nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rscovlm.errors import UserError
+from rscovlm.formats.prompts import categories_text, detection_prompt
+
+from .augment import random_input_size, sample_user_prompt
+from .records import TileRecord, read_jsonl
+from .targets import render_answer, scale_quads
+
+__all__ = ["IGNORE_INDEX", "AugmentOptions", "DetectionDataset", "DetectionCollator", "load_records"]
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    resize: bool = True
+    min_pixels: int = 224 * 224
+    max_pixels: int = 1008 * 1008
+    exact_prompt_probability: float = 0.5
+    seed: int = 0
+
+
+def load_records(data_dir: str | Path, split: str) -> list[TileRecord]:
+    path = Path(data_dir).expanduser() / f"{split}.jsonl"
+    if not path.is_file():
+        raise UserError(
+            f"{path} does not exist: DATA_DIR must be a folder written by `rscovlm prepare` "
+            "(train.jsonl, val.jsonl, images/)."
+        )
+    return list(read_jsonl(path))
+
+
+def _system_text(record: TileRecord) -> str:
+    for message in record.messages:
+        if message.get("role") == "system":
+            content = message["content"]
+            return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+    return detection_prompt(record.classes)[0]
+
+
+class DetectionDataset:
+    """A map-style dataset of encoded conversations (torch-compatible: ``len`` and ``[]``)."""
+
+    def __init__(self, records: list[TileRecord], data_dir: str | Path, processor: Any,
+                 augment: AugmentOptions | None = None) -> None:
+        self.records = records
+        self.data_dir = Path(data_dir)
+        self.processor = processor
+        self.augment = augment or AugmentOptions(resize=False, exact_prompt_probability=1.0)
+        self._draws = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def conversation(self, index: int, rng: random.Random) -> tuple[list[dict], list[dict]]:
+        """(prompt messages, full messages with the answer) for one drawing of a sample."""
+        from PIL import Image
+
+        record = self.records[index]
+        image = Image.open(self.data_dir / record.image).convert("RGB")
+        size = (image.width, image.height)
+        new_size = size
+        if self.augment.resize:
+            new_size = random_input_size(size[0], size[1], rng, self.augment.min_pixels, self.augment.max_pixels)
+            if new_size != size:
+                image = image.resize(new_size, Image.Resampling.BICUBIC)
+        quads = np.array([obj.quad for obj in record.objects], dtype=np.float64).reshape(-1, 8)
+        answer = render_answer(scale_quads(quads, size, new_size), [o.label for o in record.objects], new_size)
+        user = sample_user_prompt(categories_text(record.classes), rng, self.augment.exact_prompt_probability)
+        prompt = [
+            {"role": "system", "content": [{"type": "text", "text": _system_text(record)}]},
+            {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": user}]},
+        ]
+        full = prompt + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+        return prompt, full
+
+    def _encode(self, messages: list[dict], image, add_generation_prompt: bool) -> dict:
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        area = image.width * image.height
+        return self.processor(
+            text=[text], images=[image], return_tensors="pt",
+            # never let the processor resize what we sized: coordinates are its pixels
+            size={"shortest_edge": min(area, 56 * 56), "longest_edge": max(area, 1008 * 1008)},
+        )
+
+    def __getitem__(self, index: int) -> dict:
+        self._draws += 1
+        rng = random.Random(hash((self.augment.seed, index, self._draws)) & 0xFFFFFFFF)
+        prompt, full = self.conversation(index, rng)
+        image = prompt[1]["content"][0]["image"]
+        encoded = self._encode(full, image, add_generation_prompt=False)
+        prompt_ids = self._encode(prompt, image, add_generation_prompt=True)["input_ids"][0]
+        input_ids = encoded["input_ids"][0]
+        n_prompt = len(prompt_ids)
+        if not bool((input_ids[:n_prompt] == prompt_ids).all()):
+            raise RuntimeError("the chat template does not render the prompt as a prefix of the conversation")
+        labels = input_ids.clone()
+        labels[:n_prompt] = IGNORE_INDEX
+        im_end = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        ends = (input_ids == im_end).nonzero().flatten()
+        if len(ends) and ends[-1] >= n_prompt:
+            labels[int(ends[-1]) + 1:] = IGNORE_INDEX   # what follows the answer's <|im_end|>
+        return {
+            "input_ids": input_ids,
+            "attention_mask": encoded["attention_mask"][0],
+            "labels": labels,
+            "pixel_values": encoded["pixel_values"],
+            "image_grid_thw": encoded["image_grid_thw"],
+        }
+
+
+class DetectionCollator:
+    """Right-pads a batch; images' patches are concatenated as Qwen2.5-VL expects."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = int(pad_token_id)
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        length = max(len(f["input_ids"]) for f in features)
+
+        def pad(key: str, value: int) -> torch.Tensor:
+            out = torch.full((len(features), length), value, dtype=features[0][key].dtype)
+            for row, f in enumerate(features):
+                out[row, : len(f[key])] = f[key]
+            return out
+
+        return {
+            "input_ids": pad("input_ids", self.pad_token_id),
+            "attention_mask": pad("attention_mask", 0),
+            "labels": pad("labels", IGNORE_INDEX),
+            "pixel_values": torch.cat([f["pixel_values"] for f in features]),
+            "image_grid_thw": torch.cat([f["image_grid_thw"] for f in features]),
+        }
