@@ -9,11 +9,12 @@ RSCOVLM := $(VENV)/bin/rscovlm
 STAMP := $(VENV)/.setup-stamp
 OUT   ?= out/demo
 DEMO_MODEL ?= $(firstword $(wildcard resources/demo-model) models/tiny)
+DEMO_TOKENS ?= 256
 HEADLESS := QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 XDG_RUNTIME_DIR=/tmp/runtime-$(shell id -u)
 PLUGIN := rscovlm_qgis
 VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
 
-.PHONY: setup demo test test-backend test-plugin bench package run translations freeze screenshot clean help
+.PHONY: openapi setup demo test test-backend test-plugin bench package run translations freeze screenshot clean help
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -31,7 +32,7 @@ demo: $(STAMP) $(if $(filter models/tiny,$(DEMO_MODEL)),models/tiny/config.json)
 	@mkdir -p $(OUT)
 	$(HEADLESS) $(RSCOVLM) synth $(OUT)/scene.tif --truth $(OUT)/truth.gpkg --size 2048 --seed 1
 	$(HEADLESS) $(RSCOVLM) detect $(OUT)/scene.tif -o $(OUT)/detections.gpkg --model $(DEMO_MODEL) \
-	    --responses-out $(OUT)/responses.jsonl
+	    --max-new-tokens $(DEMO_TOKENS) --responses-out $(OUT)/responses.jsonl
 	@echo
 	@echo "Demo done. Open $(OUT)/scene.tif and $(OUT)/detections.gpkg in QGIS (ground truth: $(OUT)/truth.gpkg)."
 
@@ -63,8 +64,29 @@ package: translations
 	cp metadata.txt LICENSE build/package/$(PLUGIN)/ 2>/dev/null || cp metadata.txt build/package/$(PLUGIN)/
 	cp resources/icon.png build/package/$(PLUGIN)/icon.png
 	find build/package -name __pycache__ -prune -exec rm -rf {} +
+	find build/package \( -name '*.pyc' -o -name 'tests' -o -name '.*' \) -prune -exec rm -rf {} +
 	cd build/package && rm -f ../../dist/$(PLUGIN)-$(VERSION).zip && zip -qr ../../dist/$(PLUGIN)-$(VERSION).zip $(PLUGIN)
 	@echo "Plugin zip: dist/$(PLUGIN)-$(VERSION).zip"
+
+# Real QGIS on your display, the plugin linked into the default profile, a backend running.
+QGIS_PLUGINS := $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
+RUN_URL := http://127.0.0.1:8765
+run: $(STAMP) translations $(if $(filter models/tiny,$(DEMO_MODEL)),models/tiny/config.json)
+	@mkdir -p $(QGIS_PLUGINS) && ln -sfn $(CURDIR)/$(PLUGIN) $(QGIS_PLUGINS)/$(PLUGIN)
+	@if ! curl -sf $(RUN_URL)/health >/dev/null 2>&1; then \
+	    echo "Starting the backend ($(DEMO_MODEL)), log: out/backend.log"; mkdir -p out; \
+	    HF_HUB_OFFLINE=1 $(RSCOVLM) serve --model $(DEMO_MODEL) > out/backend.log 2>&1 & echo $$! > out/backend.pid; \
+	fi
+	qgis --noversioncheck; \
+	if [ -f out/backend.pid ]; then kill $$(cat out/backend.pid) 2>/dev/null; rm -f out/backend.pid; fi
+
+# docs/screenshot.png: real QGIS under Xvfb, the dock open, a detection (or the truth layer) shown.
+screenshot: $(STAMP) translations models/tiny/config.json
+	@mkdir -p out/demo out/screenshot
+	@test -f out/demo/scene.tif || $(HEADLESS) $(RSCOVLM) synth out/demo/scene.tif --truth out/demo/truth.gpkg --size 2048 --seed 1
+	RSCOVLM_TOKEN_FILE=$(CURDIR)/out/screenshot/token HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+	    RSCOVLM_SCREENSHOT=$(CURDIR)/docs/screenshot.png xvfb-run -a -s "-screen 0 1600x1000x24" \
+	    bash scripts/screenshot.sh $(CURDIR) out/demo/scene.tif
 
 freeze: $(STAMP)
 	@{ echo "# Exact versions measured working together on Debian 12 + QGIS 3.22 (pip freeze --local)."; \

@@ -160,9 +160,10 @@ def roi_layer(
 ) -> QgsVectorLayer:
     """The answer's region of interest (and grounded boxes) as a styled outline layer.
 
-    The geometries and CRS are the result's own ("features", named with its CRS). When the
-    model did not zoom in there is no ROI in the result: the region of interest is then
-    the whole region the model was shown, ``fallback`` (raster CRS, clipped to the raster).
+    The geometries and CRS are the result's own ("features", named with its CRS): the
+    region shown to the model, and the ROI it zoomed into when it did. Should a result
+    carry neither, the requested region ``fallback`` (raster CRS, clipped to the raster)
+    is drawn instead.
     """
     collection = result.get("features") or {}
     crs = crs_of_collection(collection)
@@ -181,7 +182,7 @@ def roi_layer(
             feature.setGeometry(geometry)
             feature.setAttributes([_text(properties.get(field_name)) for field_name, _ in ROI_FIELDS])
             features.append(feature)
-    if not any(f["kind"] == "roi" for f in features) and fallback is not None and not fallback.isEmpty():
+    if not any(f["kind"] in ("roi", "region") for f in features) and fallback is not None and not fallback.isEmpty():
         feature = QgsFeature(layer.fields())
         feature.setGeometry(QgsGeometry.fromRect(fallback))
         feature.setAttributes(["region", tr("the whole region shown to the model"), None])
@@ -407,6 +408,9 @@ class AskPanel(QWidget):
             message = outcome.error or tr("The backend returned no answer.")
             self._append_note(message)
             self._report_error(message)
+            sent_id = outcome.request.get("conversation_id")
+            if sent_id and sent_id in message:  # the backend forgot it (expired): don't send it again
+                self._start_over(tr("The next question starts a new conversation."))
             return
         result = outcome.result
         self.last_result = result

@@ -219,11 +219,10 @@ def add_result(
     project = project or QgsProject.instance()
     group = results_group(project)
     earlier = [node.layer() for node in group.findLayers() if node.layer() is not None]
-    if replace:
-        stale = [old.id() for old in earlier if old.customProperty(RESULT_OF) == source_layer_id]
-        project.removeMapLayers(stale)
-        earlier = [old for old in earlier if old.id() not in stale]
-    layer.setName(numbered_name(layer.name(), (old.name() for old in earlier)))
+    stale = [old.id() for old in earlier if replace and old.customProperty(RESULT_OF) == source_layer_id]
+    kept_names = [old.name() for old in earlier if old.id() not in stale]
+    project.removeMapLayers(stale)  # deletes those layers: read nothing from them afterwards
+    layer.setName(numbered_name(layer.name(), kept_names))
     layer.setCustomProperty(RESULT_OF, source_layer_id)
     project.addMapLayer(layer, False)
     group.insertLayer(0, layer)

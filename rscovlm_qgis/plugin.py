@@ -1,14 +1,16 @@
-"""The plugin object QGIS loads: one toolbar/menu action that shows or hides the dock."""
+"""The plugin object QGIS loads: a toolbar/menu action for the dock, and the Processing provider."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QCoreApplication, Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
 from .dock import RSCoVLMDock
+from .processing_provider import RSCoVLMProvider
 from .translation import install_translator, tr
 
 PLUGIN_DIR = Path(__file__).resolve().parent
@@ -26,10 +28,17 @@ class RSCoVLMPlugin:
         self.translator = None
         self.action: QAction | None = None
         self.dock: RSCoVLMDock | None = None
+        self.provider: RSCoVLMProvider | None = None
         self.menu = ""
+
+    def initProcessing(self) -> None:  # noqa: N802 - QGIS calls this before initGui when it can
+        if self.provider is None:
+            self.provider = RSCoVLMProvider(str(icon_path()))
+            QgsApplication.processingRegistry().addProvider(self.provider)
 
     def initGui(self) -> None:  # noqa: N802 - QGIS API
         self.translator = install_translator()  # before any tr() below
+        self.initProcessing()
         self.menu = tr("&RSCoVLM")
         self.dock = RSCoVLMDock(self.iface, self.iface.mainWindow())
         self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
@@ -44,6 +53,9 @@ class RSCoVLMPlugin:
         self.iface.addPluginToMenu(self.menu, self.action)
 
     def unload(self) -> None:
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
         if self.action is not None:
             self.iface.removePluginMenu(self.menu, self.action)
             self.iface.removeToolBarIcon(self.action)

@@ -90,9 +90,14 @@ def _geometry_type(gdf: gpd.GeoDataFrame) -> str:
 
 
 def _write_with_pyogrio(gdf: gpd.GeoDataFrame, path: Path, driver: str, layer: str) -> None:
+    import warnings
+
     import pyogrio
 
-    pyogrio.write_dataframe(gdf, path, driver=driver, layer=layer, geometry_type=_geometry_type(gdf))
+    with warnings.catch_warnings():
+        # A CRS-less result is deliberate (the pipeline already told the user why).
+        warnings.filterwarnings("ignore", message=".*'crs' was not provided.*")
+        pyogrio.write_dataframe(gdf, path, driver=driver, layer=layer, geometry_type=_geometry_type(gdf))
 
 
 def write_vector(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:

@@ -182,7 +182,8 @@ def test_second_turn_is_the_native_window_and_first_pass_reads_overviews(rotated
     assert set(result.timings) >= {"read_region_s", "first_turn_s", "zoom_read_s", "second_turn_s", "total_s"}
     payload = json.loads(json.dumps(result.to_json()))
     assert payload["zoomed"] is True and payload["roi_window"] == list(roi.as_tuple())
-    feature, = payload["features"]["features"]
+    feature, region_shown = payload["features"]["features"]
+    assert region_shown["properties"]["kind"] == "region"
     assert payload["features"]["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::32633"
     assert shapely.geometry.shape(feature["geometry"]).equals(result.roi_polygon)
 
@@ -411,7 +412,7 @@ def test_cli_writes_the_roi(rotated_raster, tmp_path):
     _write_roi(result, tmp_path / "roi.gpkg")
     frame = gpd.read_file(tmp_path / "roi.gpkg")
     assert frame.crs.equals(CRS.from_user_input(UTM))
-    assert frame.geometry.iloc[0].equals(result.roi_polygon) and frame["kind"].tolist() == ["roi"]
+    assert frame.geometry.iloc[0].equals(result.roi_polygon) and frame["kind"].tolist() == ["roi", "region"]
 
 
 # --------------------------------------------------------------------------- the real tiny model
@@ -479,6 +480,7 @@ def test_a_raster_without_crs_gives_pixel_geometries(tmp_path):
     assert result.crs is None and result.zoomed
     assert result.roi_polygon.equals(shapely.box(roi.col_off, roi.row_off, roi.col_end, roi.row_end))
     payload = json.loads(json.dumps(result.to_json()))
-    assert payload["features"]["crs"] is None and len(payload["features"]["features"]) == 1
+    assert payload["features"]["crs"] is None
+    assert [f["properties"]["kind"] for f in payload["features"]["features"]] == ["roi", "region"]
     with pytest.raises(UserError, match="no CRS"):
         ask(path, "What is this?", engine, AskOptions(bounds=(0, 0, 1, 1), bounds_crs="EPSG:4326"))

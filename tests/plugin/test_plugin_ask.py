@@ -165,10 +165,12 @@ def test_a_region_drawn_in_another_crs_is_asked_about_in_the_rasters_crs(
 
     [roi] = roi_layers()
     assert roi.crs() == scene.crs()
-    [feature] = [f for f in roi.getFeatures() if f["kind"] in ("roi", "region")]
-    assert feature["kind"] == ("roi" if result["zoomed"] else "region")
+    kinds = sorted(f["kind"] for f in roi.getFeatures())
+    assert kinds == (["region", "roi"] if result["zoomed"] else ["region"])
+    [feature] = [f for f in roi.getFeatures() if f["kind"] == ("roi" if result["zoomed"] else "region")]
     drawn_in_raster_crs = QgsGeometry.fromRect(QgsRectangle(*expected))
-    assert drawn_in_raster_crs.buffer(gsd, 2).contains(feature.geometry())
+    # The region is the pixel window holding the drawn extent: up to one pixel larger per side.
+    assert drawn_in_raster_crs.buffer(2 * gsd, 2).contains(feature.geometry())
     if not result["zoomed"]:  # the model saw the whole region: that is its region of interest
         assert feature.geometry().area() == pytest.approx(drawn_in_raster_crs.area(), rel=0.01)
 
@@ -231,6 +233,10 @@ def test_bad_input_gives_a_sentence_and_the_panel_stays_usable(
     assert "outside the raster" in qgis_iface.messageBar().get_messages(Qgis.Critical)[-1]
     assert panel.ask_button.isEnabled() and roi_layers() == []
 
+    QgsProject.instance().removeMapLayer(small.id())  # no raster left to ask about
+    qtbot.mouseClick(panel.ask_button, Qt.LeftButton)
+    assert panel.task is None and panel.status_label.text() == "Choose a raster layer to ask about."
+
 
 def test_follow_ups_keep_the_conversation_until_new_conversation(qtbot, small, make_panel, backend):
     panel = make_panel(backend.url, backend.token_file)
@@ -253,6 +259,11 @@ def test_follow_ups_keep_the_conversation_until_new_conversation(qtbot, small, m
     ask(qtbot, panel, "What is the land use?")
     assert "conversation_id" not in panel.last_request
     assert panel.last_result["follow_up"] is False
+
+    panel.conversation_id = "forgotten-by-the-backend"  # as after the backend's expiry or restart
+    ask(qtbot, panel, "And the roads?")
+    assert "unknown or expired" in panel.status_label.text()
+    assert panel.conversation_id is None and panel.ask_button.isEnabled()  # the next question starts afresh
 
 
 def test_cancel_while_asking(qtbot, small, make_panel, backend):

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .detect import _floats4, _ints4, add_engine_arguments, load_engine
+from .detect import _floats4, _ints4
+from .engine_options import add_engine_arguments, load_engine
 
 DEFAULT_MODEL = "Qingyun/RSCoVLM-7B-2512"
 

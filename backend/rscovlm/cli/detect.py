@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .engine_options import add_engine_arguments, load_engine
 
 
 def _classes(text: str) -> tuple[str, ...]:
@@ -29,35 +30,6 @@ def _ints4(text: str) -> tuple[int, int, int, int]:
     if len(parts) != 4 or not all(p.strip().lstrip("-").isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"expected COL,ROW,WIDTH,HEIGHT (four integers), got {text!r}")
     return tuple(int(p) for p in parts)  # type: ignore[return-value]
-
-
-def add_engine_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """Options every model-running command shares (detect, ask, serve)."""
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", required=required, help="model folder or Hugging Face id (e.g. Qingyun/RSCoVLM-7B-2512)")
-    group.add_argument("--adapter", help="a PEFT LoRA adapter folder to load on top of the model")
-    group.add_argument("--device", default="auto", help="auto (CUDA with bf16 when available), cuda, cuda:N or cpu")
-    group.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
-    group.add_argument("--quantization", choices=["4bit", "8bit"], help="load the model quantized with bitsandbytes (GPU only)")
-    group.add_argument("--attn", dest="attn_implementation", help="attention implementation (default: flash_attention_2 when installed, else sdpa)")
-    group.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
-    group.add_argument("--openai-base-url", help="use an OpenAI-compatible server (e.g. vLLM) instead of loading the model here")
-
-
-def load_engine(args: argparse.Namespace):
-    from ..engines import create_engine
-
-    engine = create_engine(
-        args.model,
-        adapter=args.adapter,
-        device=args.device,
-        dtype=args.dtype,
-        quantization=args.quantization,
-        attn_implementation=args.attn_implementation,
-        batch_size=args.batch_size,
-        openai_base_url=args.openai_base_url,
-    )
-    return engine  # the engine logs its own device note (e.g. a CPU fall-back)
 
 
 def register(subparsers) -> None:
@@ -153,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dota_out:
         write_dota(args.dota_out, result.quads_img, result.labels)
     print(result.summary())
-    crs = result.crs.to_string() if result.crs is not None else "no CRS (pixel coordinates)"
+    crs = result.crs.to_string() if result.crs is not None else "no CRS"
     print(f"Wrote {args.output} ({crs})")
     if args.responses_out:
         print(f"Raw responses: {args.responses_out} (replay with --from-responses)")

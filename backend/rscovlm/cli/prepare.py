@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the training set into")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dota", metavar="DIR", help="a DOTA-format dataset folder (images/ + labelTxt/)")
-    source.add_argument("--raster", metavar="R", help="a georeferenced raster (with --labels)")
-    parser.add_argument("--labels", metavar="V", help="vector layer of object polygons (GPKG/SHP/GeoJSON), any CRS")
+    source.add_argument("--raster", nargs="+", metavar="R", help="georeferenced raster(s), each with its --labels")
+    parser.add_argument("--labels", nargs="+", metavar="V",
+                        help="vector layer(s) of object polygons (GPKG/SHP/GeoJSON), any CRS; one per raster")
     parser.add_argument("--layer", default=None, help="layer name inside a multi-layer GeoPackage")
     parser.add_argument("--class-field", default="class", metavar="NAME",
                         help="the vector field holding each object's class (default: class)")
@@ -51,7 +52,16 @@ def run(args: argparse.Namespace) -> int:
     if args.dota:
         images = dota_images(args.dota)
     else:
-        images = [vector_image(args.raster, args.labels, class_field=args.class_field, layer=args.layer)]
+        if len(args.raster) != len(args.labels):
+            raise UserError(
+                f"{len(args.raster)} rasters but {len(args.labels)} label layers were given; give one "
+                "--labels layer per --raster, in the same order."
+            )
+        images = [vector_image(r, v, class_field=args.class_field, layer=args.layer)
+                  for r, v in zip(args.raster, args.labels)]
+        names = [image.name for image in images]
+        if len(set(names)) != len(names):
+            raise UserError("Two rasters share a file name; rename them so that their tiles get distinct names.")
     options = PrepareOptions(
         tile_size=args.tile_size, overlap=args.overlap, val_fraction=args.val_fraction,
         seed=args.seed, classes=_class_list(args.classes),

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .engine_options import add_engine_arguments, load_engine
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -27,18 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s, loopback only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
-    parser.add_argument("--model", help="model folder or Hugging Face id (offline mode is honoured)")
-    parser.add_argument("--adapter", help="LoRA adapter folder to apply on top of the model")
-    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
-    parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"))
-    parser.add_argument("--quantization", choices=("4bit", "8bit"), help="load with bitsandbytes (CUDA only)")
-    parser.add_argument(
-        "--attn",
-        dest="attn_implementation",
-        choices=("flash_attention_2", "sdpa", "eager"),
-        help="attention implementation (default: flash_attention_2 when installed, else sdpa)",
-    )
-    parser.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default: %(default)s)")
+    add_engine_arguments(parser, required=False)
     parser.add_argument("--max-queue", type=int, default=8, help="jobs allowed to wait (default: %(default)s)")
     parser.add_argument(
         "--allow-host",
@@ -70,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--batch-size and --max-queue must be at least 1.")
 
     from .. import __version__
-    from ..engines import create_engine
     from ..server.app import create_app
     from ..server.auth import allowed_hosts_for, is_loopback, load_or_create_token, token_path
     from ..server.jobs import default_runners
@@ -83,15 +72,7 @@ def run(args: argparse.Namespace) -> int:
         )
     sock = _bind(args.host, args.port)  # fail fast, before minutes of model loading
     token = load_or_create_token()
-    engine = create_engine(
-        args.model,
-        adapter=args.adapter,
-        device=args.device,
-        dtype=args.dtype,
-        quantization=args.quantization,
-        attn_implementation=args.attn_implementation,
-        batch_size=args.batch_size,
-    )
+    engine = load_engine(args)
     described = dict(engine.describe())
     app = create_app(
         engine,

@@ -130,6 +130,8 @@ class AskResult:
     crs: Any  # pyproj.CRS | None
     region_crs: Any = None  # pyproj.CRS of the requested bounds, when it differs from ``crs``
     roi_polygon_region_crs: Any = None
+    region_polygon: Any = None  # what the model was shown in the first pass (raster CRS)
+    region_polygon_region_crs: Any = None
     box_pixels: Box | None = None  # grounding: raster pixels (x1, y1, x2, y2)
     box_polygon: Any = None
     box_polygon_region_crs: Any = None
@@ -143,7 +145,7 @@ class AskResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     def features(self, in_region_crs: bool = False) -> dict:
-        """The ROI and grounded box as a GeoJSON FeatureCollection named with its CRS."""
+        """ROI, grounded box and the region shown to the model, as GeoJSON named with its CRS."""
         import geopandas as gpd
 
         from ..outputs import to_geojson_dict
@@ -157,6 +159,10 @@ class AskResult:
         if box is not None:
             rows.append({"kind": "box", "label": self.question, "window": None})
             geoms.append(box)
+        region = self.region_polygon_region_crs if in_region_crs else self.region_polygon
+        if region is not None:
+            rows.append({"kind": "region", "label": "region shown to the model", "window": _window_text(self.region_window)})
+            geoms.append(region)
         crs = self.region_crs if in_region_crs else self.crs
         frame = gpd.GeoDataFrame(rows, geometry=geoms, crs=crs) if rows else gpd.GeoDataFrame(
             {"kind": [], "label": [], "window": []}, geometry=[], crs=crs
@@ -718,6 +724,7 @@ def _follow_up(region: _Region, question: str, engine: Any, options: AskOptions,
 def _result(region: _Region, task: str, question: str, answer: str, zoomed: bool, reason: str | None,
             roi: Window | None, transcript: list[dict]) -> AskResult:
     polygon, polygon_region = _polygons(region, roi) if roi is not None else (None, None)
+    shown, shown_region = _polygons(region, region.window)
     return AskResult(
         task=task,
         question=question,
@@ -730,6 +737,8 @@ def _result(region: _Region, task: str, question: str, answer: str, zoomed: bool
         crs=region.crs,
         region_crs=region.region_crs,
         roi_polygon_region_crs=polygon_region,
+        region_polygon=shown,
+        region_polygon_region_crs=shown_region,
         answer_empty=not answer,
         raster_notes=list(region.notes),
         transcript=transcript,

@@ -76,6 +76,7 @@ class DetectionResult:
     parsed_dropped: dict[str, int]
     warnings: list[str]
     timings: dict[str, float]
+    tile_reports: list[dict] = field(default_factory=list)  # per tile: lines kept, dropped and why
 
     def to_geojson(self) -> dict:
         from ..outputs import to_geojson_dict
@@ -86,6 +87,7 @@ class DetectionResult:
             "tiles_skipped_nodata": self.tiles_skipped_nodata,
             "parsed_kept": self.parsed_kept,
             "parsed_dropped": self.parsed_dropped,
+            "tiles_with_dropped_lines": [r for r in self.tile_reports if r["dropped"]],
             "warnings": self.warnings,
             "timings": self.timings,
         }
@@ -116,6 +118,7 @@ class _Collector:
         self.tile_names: list[str] = []
         self.kept = 0
         self.dropped: Counter[str] = Counter()
+        self.tile_reports: list[dict] = []
 
     def add(self, record: ResponseRecord) -> None:
         window = Window(record.col_off, record.row_off, record.width, record.height)
@@ -125,6 +128,11 @@ class _Collector:
         parsed = parse_detections(record.response, self.options.classes, self.options.form, input_wh=input_wh)
         self.kept += parsed.kept
         self.dropped.update(parsed.dropped)
+        self.tile_reports.append(
+            {"tile": self.tile_names[-1], "kept": parsed.kept, "dropped": dict(parsed.dropped), "none": parsed.said_none}
+        )
+        if parsed.dropped:
+            log.debug("tile %s: kept %d lines, dropped %s", self.tile_names[-1], parsed.kept, dict(parsed.dropped))
         if not len(parsed.labels):
             return
         quads = input_to_image(parsed.quads, input_wh, window)
@@ -184,6 +192,11 @@ def _finish(
             "The raster has no georeference: polygons are in pixel coordinates (x right, y down) "
             "and have no CRS; areas are not computed."
         )
+    elif source.crs is None:
+        warnings.append(
+            "The raster has a geotransform but no CRS: polygons use the geotransform's coordinates "
+            "and carry no CRS; areas are not computed. Assign the raster a CRS to fix this."
+        )
     crs = source.crs if source.georeferenced else None
     polygons = quads_to_polygons(pixel_to_map(quads, source.transform))
     areas = polygon_areas_m2(polygons, crs)
@@ -199,6 +212,7 @@ def _finish(
         parsed_dropped=dict(collector.dropped),
         warnings=warnings,
         timings=timings,
+        tile_reports=collector.tile_reports,
     )
 
 

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from rscovlm.errors import UserError
 from rscovlm.formats.prompts import detection_prompt, normalize_class_name
 from rscovlm.model_input import image_to_input, model_input_size
@@ -38,7 +36,6 @@ __all__ = ["PrepareOptions", "PrepareSummary", "prepare_dataset", "format_summar
 
 SPLITS = ("train", "val")
 
-
 @dataclass(frozen=True)
 class PrepareOptions:
     tile_size: int = 512
@@ -48,7 +45,6 @@ class PrepareOptions:
     classes: tuple[str, ...] | None = None   # None: every class found in the labels
     min_area_ratio: float = MIN_AREA_RATIO
     form: str = "quad"
-
 
 @dataclass
 class PrepareSummary:
@@ -67,7 +63,6 @@ class PrepareSummary:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
 def _tile_image(source, window, input_hw):
     """Read a tile and resize it to the model input the way ``detect`` does (bicubic)."""
     from PIL import Image
@@ -81,7 +76,6 @@ def _tile_image(source, window, input_hw):
         image = image.resize((in_w, in_h), Image.Resampling.BICUBIC)
     return image
 
-
 def _prompt_classes(images: Sequence[LabelledImage], options: PrepareOptions) -> list[str]:
     if options.classes:
         return sorted({normalize_class_name(c) for c in options.classes} - {""})
@@ -92,7 +86,6 @@ def _prompt_classes(images: Sequence[LabelledImage], options: PrepareOptions) ->
             "the classes with --classes to train a model that answers 'There are none.'."
         )
     return found
-
 
 def prepare_dataset(
     images: Sequence[LabelledImage],
@@ -173,7 +166,6 @@ def prepare_dataset(
     summary.skipped = dict(skipped)
     (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return summary
-
 
 def format_summary(summary: PrepareSummary) -> str:
     """A terminal table: objects (truncated) per class and split, then tile counts."""

@@ -174,7 +174,6 @@ def train(options: TrainOptions) -> TrainResult:
         bf16=bf16,
         fp16=fp16,
         use_cpu=not on_cuda,
-        gradient_checkpointing=False,               # enabled on the model itself (PEFT-aware)
         logging_steps=options.logging_steps,
         logging_first_step=True,
         save_strategy="steps",

@@ -1,0 +1,138 @@
+"""`rscovlm train`: answer-only labels, a real overfitting run, its adapter in `detect`, resume."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from rscovlm.errors import UserError
+from rscovlm.formats.detection import parse_detections
+from rscovlm.tiling import Window
+from rscovlm.training.dataset import IGNORE_INDEX, AugmentOptions, DetectionCollator, DetectionDataset, load_records
+from rscovlm.training.model_setup import LoraSettings
+from rscovlm.training.prepare import PrepareOptions, prepare_dataset
+from rscovlm.training.records import write_jsonl
+from rscovlm.training.sources import vector_image
+from rscovlm.training.train import TrainOptions, train
+
+FAST = AugmentOptions(resize=False, exact_prompt_probability=1.0)
+
+
+@pytest.fixture(scope="module")
+def small_data(synth_scene, tmp_path_factory):
+    """Four 252 px tiles with objects (a handful to overfit) and one validation tile."""
+    raster, truth = synth_scene
+    out = tmp_path_factory.mktemp("train-data")
+    prepare_dataset([vector_image(raster, truth)], out, PrepareOptions(tile_size=256, overlap=0, val_fraction=0.0),
+                    show_progress=False)
+    records = [r for r in load_records(out, "train") if r.objects]
+    write_jsonl(records[:4], out / "train.jsonl")
+    for record in records[4:5]:
+        record.split = "val"
+    write_jsonl(records[4:5], out / "val.jsonl")
+    return out
+
+
+def _processor(tiny_model_dir):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_model_dir, local_files_only=True)
+
+
+def test_labels_cover_only_the_answer(small_data, tiny_model_dir):
+    processor = _processor(tiny_model_dir)
+    records = load_records(small_data, "train")
+    item = DetectionDataset(records, small_data, processor, FAST)[0]
+    labelled = item["labels"][item["labels"] != IGNORE_INDEX]
+    decoded = processor.tokenizer.decode(labelled, skip_special_tokens=False)
+    assert decoded == records[0].messages[2]["content"] + "<|im_end|>"
+    image_pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert not bool((item["labels"] == image_pad).any())
+    batch = DetectionCollator(processor.tokenizer.pad_token_id)([item, DetectionDataset(records, small_data, processor, FAST)[1]])
+    assert batch["input_ids"].shape == batch["labels"].shape
+    assert int(batch["image_grid_thw"].shape[0]) == 2
+
+
+def test_random_resize_scales_the_boxes_along(small_data, tiny_model_dir):
+    records = load_records(small_data, "train")
+    dataset = DetectionDataset(records, small_data, _processor(tiny_model_dir),
+                               AugmentOptions(min_pixels=300 * 300, max_pixels=700 * 700, exact_prompt_probability=0.0))
+    prompt, full = dataset.conversation(0, random.Random(5))
+    image = prompt[1]["content"][0]["image"]
+    assert image.size != tuple(records[0].size) and image.width % 28 == 0
+    assert prompt[1]["content"][1]["text"] != "find the large vehicle, plane, ship, small vehicle, storage tank."
+    parsed = parse_detections(full[2]["content"][0]["text"], records[0].classes)
+    original = np.array([o.quad for o in records[0].objects])
+    scaled = original * np.tile([image.width / records[0].size[0], image.height / records[0].size[1]], 4)
+    scaled[:, 0::2] = scaled[:, 0::2].clip(0, image.width)
+    scaled[:, 1::2] = scaled[:, 1::2].clip(0, image.height)
+    got = np.sort(parsed.quads.reshape(-1, 4, 2).mean(axis=1), axis=0)
+    want = np.sort(scaled.reshape(-1, 4, 2).mean(axis=1), axis=0)
+    np.testing.assert_allclose(got, want, atol=1.0)
+
+
+def test_lora_overfits_then_its_adapter_detects(small_data, tiny_model_dir, synth_scene, tmp_path):
+    from rscovlm.engines.transformers_engine import TransformersEngine
+    from rscovlm.pipelines.detect import DetectOptions, detect
+
+    out = tmp_path / "adapter"
+    result = train(TrainOptions(
+        str(small_data), str(tiny_model_dir), str(out), max_steps=12, learning_rate=5e-3, batch_size=4,
+        logging_steps=1, save_steps=100, evaluate=False, device="cpu", warmup_ratio=0.0,
+        lora=LoraSettings(r=64, alpha=64, dropout=0.0), augment=FAST, show_progress=False,
+    ))
+    logged = [json.loads(line)["loss"] for line in (out / "loss_log.jsonl").read_text().splitlines()]
+    assert len(logged) == 12 and logged == result.losses
+    assert logged[-1] <= logged[0] / 2, logged
+    assert (out / "adapter_config.json").is_file() and (out / "loss_curve.png").stat().st_size > 1000
+    assert (out / "loss_log.csv").read_text().startswith("step,epoch,loss")
+    assert result.kind == "adapter" and "--adapter" in result.load_hint
+
+    engine = TransformersEngine.from_pretrained(str(tiny_model_dir), adapter=str(out), device="cpu")
+    raster, _truth = synth_scene
+    detected = detect(raster, engine, DetectOptions(
+        classes=("plane", "ship", "small vehicle", "large vehicle", "storage tank"),
+        window=Window(0, 0, 256, 256), max_new_tokens=24, batch_size=1,
+    ))
+    assert detected.tiles_total == 1
+    assert engine.describe()["adapter"] == str(out)
+
+
+def test_resume_continues_from_the_checkpoint(small_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "resumable"
+    base = dict(data_dir=str(small_data), model=str(tiny_model_dir), output=str(out), batch_size=2,
+                learning_rate=1e-3, logging_steps=1, save_steps=2, device="cpu", augment=FAST,
+                show_progress=False, evaluate=True)
+    first = train(TrainOptions(max_steps=2, **base))
+    assert first.global_step == 2 and (out / "checkpoints" / "checkpoint-2").is_dir()
+    with pytest.raises(UserError, match="--resume"):
+        train(TrainOptions(max_steps=4, **base))
+    second = train(TrainOptions(max_steps=4, resume=True, **base))
+    assert second.global_step == 4
+    rows = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["loss"] is not None] == [1, 2, 3, 4]
+    assert any(r["eval_loss"] is not None for r in rows)
+
+
+def test_full_fine_tuning_writes_a_loadable_model(small_data, tiny_model_dir, tmp_path):
+    from rscovlm.engines.transformers_engine import TransformersEngine
+
+    out = tmp_path / "full"
+    result = train(TrainOptions(str(small_data), str(tiny_model_dir), str(out), method="full", max_steps=1,
+                                learning_rate=1e-4, device="cpu", augment=FAST, evaluate=False, show_progress=False))
+    assert result.kind == "model" and (out / "config.json").is_file()
+    engine = TransformersEngine.from_pretrained(str(out), device="cpu")
+    assert engine.describe()["model"] == str(out)
+
+
+def test_qlora_on_cpu_says_it_needs_a_gpu(small_data, tiny_model_dir, tmp_path):
+    with pytest.raises(UserError, match="needs a CUDA GPU"):
+        train(TrainOptions(str(small_data), str(tiny_model_dir), str(tmp_path / "q"), method="qlora", device="cpu"))
+
+
+def test_resume_without_checkpoint_is_a_sentence(small_data, tiny_model_dir, tmp_path):
+    with pytest.raises(UserError, match="holds no checkpoint"):
+        train(TrainOptions(str(small_data), str(tiny_model_dir), str(tmp_path / "none"), resume=True, device="cpu"))
