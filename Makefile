@@ -88,6 +88,10 @@ screenshot: $(STAMP) translations models/tiny/config.json
 	    RSCOVLM_SCREENSHOT=$(CURDIR)/docs/screenshot.png xvfb-run -a -s "-screen 0 1600x1000x24" \
 	    bash scripts/screenshot.sh $(CURDIR) out/demo/scene.tif
 
+# The HTTP API's schema, kept in the repo (a test fails when it is stale).
+openapi: $(STAMP)
+	$(RSCOVLM) serve --write-openapi docs/openapi.json
+
 freeze: $(STAMP)
 	@{ echo "# Exact versions measured working together on Debian 12 + QGIS 3.22 (pip freeze --local)."; \
 	   echo "# Used as constraints by scripts/setup.sh; regenerate with 'make freeze'."; \

@@ -112,6 +112,9 @@ def to_layer_crs(rectangle: QgsReferencedRectangle, layer: QgsRasterLayer, proje
         ) from error
 
 
+TASK_ASK, TASK_CAPTION, TASK_CLASSIFY, TASK_GROUND = "ask", "caption", "classify", "ground"
+
+
 def ask_request(
     raster_path: str,
     question: str,
@@ -119,14 +122,22 @@ def ask_request(
     zoom: bool,
     conversation_id: str | None,
     max_new_tokens: int | None,
+    task: str = TASK_ASK,
+    classes: list[str] | None = None,
 ) -> dict[str, Any]:
     """The body of ``POST /v1/jobs/ask``: only what differs from the backend's defaults."""
-    body: dict[str, Any] = {"raster_path": raster_path, "question": question, "zoom": bool(zoom)}
+    body: dict[str, Any] = {"raster_path": raster_path, "zoom": bool(zoom)}
+    if task != TASK_ASK:
+        body["task"] = task
+    if question:
+        body["question"] = question
+    if task == TASK_CLASSIFY:
+        body["classes"] = list(classes or [])
     if region.bounds is not None:
         body["region"] = {"bounds": [float(v) for v in region.bounds]}
         if region.crs:
             body["region"]["crs"] = region.crs
-    if conversation_id:
+    if conversation_id and task == TASK_ASK:
         body["conversation_id"] = conversation_id
     if max_new_tokens:
         body["max_new_tokens"] = max(MIN_MAX_NEW_TOKENS, int(max_new_tokens))
@@ -137,7 +148,9 @@ def answer_notes(result: dict[str, Any]) -> list[str]:
     """Sentences saying how the answer was reached: zoomed where, or why not; warnings."""
     notes = []
     window = result.get("roi_window")
-    if result.get("zoomed") and window:
+    if result.get("task", TASK_ASK) != TASK_ASK:
+        pass  # single-turn tasks look at the region as a whole: nothing to say about zooming
+    elif result.get("zoomed") and window:
         col, row, width, height = window
         notes.append(
             tr("Zoomed in on {width} x {height} raster pixels at column {col}, row {row}.").format(
@@ -251,9 +264,19 @@ class AskPanel(QWidget):
         area_row.addWidget(self.draw_button)
         form.addRow(tr("Area"), area_row)
 
+        self.task_combo = QComboBox(self)
+        self.task_combo.addItem(tr("Ask a question"), TASK_ASK)
+        self.task_combo.addItem(tr("Describe the region"), TASK_CAPTION)
+        self.task_combo.addItem(tr("Classify the scene"), TASK_CLASSIFY)
+        self.task_combo.addItem(tr("Find an object"), TASK_GROUND)
+        form.addRow(tr("Task"), self.task_combo)
         self.question_edit = QLineEdit(self)
-        self.question_edit.setPlaceholderText(tr("e.g. How many ships are docked here?"))
-        form.addRow(tr("Question"), self.question_edit)
+        self.question_label = QLabel(tr("Question"), self)
+        form.addRow(self.question_label, self.question_edit)
+        self.classes_edit = QLineEdit(self)
+        self.classes_edit.setPlaceholderText(tr("e.g. airport, farmland, harbor, residential"))
+        self.classes_label = QLabel(tr("Scene classes"), self)
+        form.addRow(self.classes_label, self.classes_edit)
         self.zoom_check = QCheckBox(tr("Zoom in"), self)
         self.zoom_check.setChecked(True)
         self.zoom_check.setToolTip(tr("Let the model pick a part of the region and look at it at full resolution"))
@@ -277,6 +300,8 @@ class AskPanel(QWidget):
         column.addWidget(self.status_label)
 
         self.draw_button.clicked.connect(self.start_drawing)
+        self.task_combo.currentIndexChanged.connect(self._on_task_changed)
+        self._on_task_changed()
         self.area_combo.currentIndexChanged.connect(self._on_area_changed)
         self.ask_button.clicked.connect(self.ask)
         self.question_edit.returnPressed.connect(self.ask)
@@ -285,6 +310,27 @@ class AskPanel(QWidget):
 
     def client(self) -> BackendClient:
         return BackendClient.from_settings(self.settings)
+
+    def current_task(self) -> str:
+        return self.task_combo.currentData()
+
+    def set_task(self, task: str) -> None:
+        self.task_combo.setCurrentIndex(self.task_combo.findData(task))
+
+    def _on_task_changed(self) -> None:
+        """Show only the inputs the chosen task takes."""
+        task = self.current_task()
+        needs_text = task in (TASK_ASK, TASK_GROUND)
+        self.question_label.setText(tr("Question") if task == TASK_ASK else tr("Object"))
+        self.question_edit.setPlaceholderText(
+            tr("e.g. How many ships are docked here?") if task == TASK_ASK else tr("e.g. the white ship near the pier")
+        )
+        for widget in (self.question_label, self.question_edit):
+            widget.setVisible(needs_text)
+        for widget in (self.classes_label, self.classes_edit):
+            widget.setVisible(task == TASK_CLASSIFY)
+        self.zoom_check.setVisible(task == TASK_ASK)
+        self.new_button.setVisible(task == TASK_ASK)
 
     def area(self) -> str:
         return self.area_combo.currentData()
@@ -358,9 +404,15 @@ class AskPanel(QWidget):
             if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
                 raise AskInputError(tr("Choose a raster layer to ask about."))
             raster_path = local_raster_path(layer)
-            question = " ".join(self.question_edit.text().split())
-            if not question:
+            task = self.current_task()
+            question = " ".join(self.question_edit.text().split()) if task in (TASK_ASK, TASK_GROUND) else ""
+            classes = [c.strip() for c in self.classes_edit.text().split(",") if c.strip()]
+            if task == TASK_ASK and not question:
                 raise AskInputError(tr("The question is empty: type what you want to know about the imagery."))
+            if task == TASK_GROUND and not question:
+                raise AskInputError(tr("Describe the object to find, e.g. “the white ship near the pier”."))
+            if task == TASK_CLASSIFY and not classes:
+                raise AskInputError(tr("List the scene classes to choose from, separated by commas."))
             region, outline = self.region_for(layer)
         except (AskInputError, ParamsError) as error:
             self._report_error(str(error))
@@ -369,11 +421,13 @@ class AskPanel(QWidget):
         if self.conversation_id is not None and topic != self.conversation_topic:
             self._start_over(tr("The raster or the region changed: a new conversation starts."))
         budget = self.settings.max_new_tokens or None
-        request = ask_request(raster_path, question, region, self.zoom_check.isChecked(), self.conversation_id, budget)
+        request = ask_request(raster_path, question, region, self.zoom_check.isChecked(), self.conversation_id, budget,
+                              task=task, classes=classes)
         self.last_request = request
-        self.conversation_topic = topic
+        if task == TASK_ASK:
+            self.conversation_topic = topic
         self._fallback = outline
-        self._append(tr("You"), question)
+        self._append(tr("You"), question or self.task_combo.currentText() + (f": {', '.join(classes)}" if classes else ""))
         self.status_label.setText(tr("Asking about {name}…").format(name=layer.name()))
         self.task = AskTask(self.client(), request)
         self.task.done.connect(self._on_answered)
@@ -414,9 +468,15 @@ class AskPanel(QWidget):
             return
         result = outcome.result
         self.last_result = result
-        self.conversation_id = result.get("conversation_id") or None
+        if result.get("task", TASK_ASK) == TASK_ASK:
+            self.conversation_id = result.get("conversation_id") or None
         answer = result.get("answer") or ""
         self._append(tr("RSCoVLM"), answer or tr("(the model gave an empty answer)"))
+        if result.get("label"):
+            self._append_note(tr("Closest class: {label}").format(label=result["label"]))
+        if result.get("task") == TASK_GROUND:
+            found = any(f.get("properties", {}).get("kind") == "box" for f in (result.get("features") or {}).get("features", []))
+            self._append_note(tr("The object's box is drawn on the map.") if found else tr("The model did not give a box."))
         for note in answer_notes(result):
             self._append_note(note)
         self._show_roi(result)

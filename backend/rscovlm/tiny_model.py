@@ -56,6 +56,27 @@ _QWEN_SPLIT = (
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 
+# Model sizes. "tiny" (~1 M parameters) is for tests: it only has to run. "small"
+# (~6 M) is the smallest that learns to place boxes when trained from scratch on the
+# synthetic scenes (scripts/train_demo_model.sh). Head dim stays 32 so M-RoPE 4+6+6 fits.
+SIZES: dict[str, dict[str, dict]] = {
+    "tiny": {
+        "text": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2,
+                     # larger than Qwen's 0.02 so a random model's greedy choice depends on its input
+                     initializer_range=0.2),
+        "vision": dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2,
+                       out_hidden_size=128, fullatt_block_indexes=[1]),
+    },
+    "small": {
+        "text": dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+                     num_attention_heads=8, num_key_value_heads=4,
+                     initializer_range=0.02),   # Qwen's own: this one is trained from scratch
+        "vision": dict(depth=4, hidden_size=128, intermediate_size=256, num_heads=4,
+                       out_hidden_size=256, fullatt_block_indexes=[1, 3]),
+    },
+}
+
 # Qwen2.5-VL's chat layout: <|im_start|>role\n ... <|im_end|>\n; an image is
 # <|vision_start|><|image_pad|><|vision_end|>; tools are declared in the system turn
 # and called inside <tool_call></tool_call>; tool answers go back as a user turn.
@@ -217,38 +238,27 @@ def _train_tokenizer(seed: int):
     return tokenizer
 
 
-def _config(tokenizer):
+def _config(tokenizer, size: str = "tiny"):
     """The real Qwen2.5-VL config class at toy sizes (head_dim 32, M-RoPE 4+6+6 = 16)."""
     from transformers import Qwen2_5_VLConfig
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     text = dict(
         vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **SIZES[size]["text"],
         max_position_embeddings=32768,
         rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [4, 6, 6]},
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
-        # Larger than Qwen's 0.02 so a random model's greedy choice depends on its input.
-        initializer_range=0.2,
     )
     vision = dict(
-        depth=2,
-        hidden_size=64,
-        intermediate_size=128,
-        num_heads=2,
-        out_hidden_size=128,
+        **SIZES[size]["vision"],
         patch_size=14,
         spatial_merge_size=2,
         temporal_patch_size=2,
         window_size=112,
-        fullatt_block_indexes=[1],
         tokens_per_second=2,
     )
     return Qwen2_5_VLConfig(
@@ -262,10 +272,11 @@ def _config(tokenizer):
     )
 
 
-def build_tiny_model(path: str | Path, seed: int = 0) -> Path:
+def build_tiny_model(path: str | Path, seed: int = 0, size: str = "tiny") -> Path:
     """Write a tiny random Qwen2.5-VL (model, tokenizer, processor) into ``path``.
 
-    The same ``seed`` gives byte-identical weights. Returns the folder.
+    ``size`` is a key of ``SIZES``. The same ``seed`` and ``size`` give byte-identical
+    weights. Returns the folder.
     """
     import torch
     from transformers import (
@@ -276,11 +287,15 @@ def build_tiny_model(path: str | Path, seed: int = 0) -> Path:
         Qwen2VLVideoProcessor,
     )
 
+    if size not in SIZES:
+        from rscovlm.errors import UserError
+
+        raise UserError(f"Unknown model size {size!r}; use one of: {', '.join(SIZES)}.")
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
 
     tokenizer = _train_tokenizer(seed)
-    config = _config(tokenizer)
+    config = _config(tokenizer, size)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")

@@ -571,3 +571,37 @@ def test_real_question_over_http_and_a_follow_up_in_the_same_conversation(engine
                                                  "conversation_id": "not-a-real-one"})
         failed = wait_for(api, unknown.json()["job_id"], {"succeeded", "failed"}, timeout=60)
         assert failed["state"] == "failed" and "unknown or expired" in failed["error"]
+
+
+def test_single_turn_tasks_run_as_ask_jobs_and_need_their_inputs(engine, synth_scene):
+    import rasterio
+
+    raster, _truth = synth_scene
+    with rasterio.open(raster) as src:
+        left, bottom, right, top = src.bounds
+        epsg = src.crs.to_epsg()
+    region = {"bounds": [left, top - (top - bottom) * 0.15, left + (right - left) * 0.15, top]}
+    base = {"raster_path": str(raster), "region": region, "max_new_tokens": 16}
+    with serving(create_app(engine, token=TOKEN, version="test")) as url:
+        api = client(url, TOKEN)
+        missing = api.post("/v1/jobs/ask", json={**base, "task": "classify"})
+        assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "classes"
+        missing = api.post("/v1/jobs/ask", json={**base, "task": "ground"})
+        assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "question"
+        bad = api.post("/v1/jobs/ask", json={**base, "task": "caption", "conversation_id": "abc"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "conversation_id"
+
+        results = {}
+        for task, extra in (("caption", {}), ("classify", {"classes": ["airport", "farmland", "river"]}),
+                            ("ground", {"question": "the white plane"})):
+            job = api.post("/v1/jobs/ask", json={**base, "task": task, **extra})
+            assert job.status_code == 202, job.text
+            state = wait_for(api, job.json()["job_id"], {"succeeded", "failed"}, timeout=240)
+            assert state["state"] == "succeeded", state
+            results[task] = api.get(f"/v1/jobs/{job.json()['job_id']}/result").json()
+    assert {r["task"] for r in results.values()} == {"caption", "classify", "ground"}
+    assert results["classify"]["label"] in ("airport", "farmland", "river")
+    assert all(r["conversation_id"] is None for r in results.values())
+    for result in results.values():  # the region shown to the model comes back on the map
+        kinds = [f["properties"]["kind"] for f in result["features"]["features"]]
+        assert "region" in kinds and str(epsg) in json.dumps(result["features"]["crs"])

@@ -280,3 +280,35 @@ def test_cancel_while_asking(qtbot, small, make_panel, backend):
 
 def rect_tuple(rectangle: QgsRectangle) -> tuple[float, float, float, float]:
     return (rectangle.xMinimum(), rectangle.yMinimum(), rectangle.xMaximum(), rectangle.yMaximum())
+
+
+def test_single_turn_tasks_from_the_panel(qtbot, small, make_panel, backend):
+    from rscovlm_qgis.ask_panel import TASK_CAPTION, TASK_CLASSIFY, TASK_GROUND
+
+    panel = make_panel(backend.url, backend.token_file)
+    panel.set_area(AREA_LAYER)
+
+    panel.set_task(TASK_CLASSIFY)
+    assert panel.classes_edit.isVisibleTo(panel) and not panel.question_edit.isVisibleTo(panel)
+    qtbot.mouseClick(panel.ask_button, Qt.LeftButton)  # no classes yet: a sentence, no job
+    assert panel.task is None and "scene classes" in panel.status_label.text()
+    panel.classes_edit.setText("farmland, harbor, airport")
+    qtbot.mouseClick(panel.ask_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.task is None, timeout=TASK_TIMEOUT_MS)
+    assert panel.last_request["task"] == "classify"
+    assert panel.last_request["classes"] == ["farmland", "harbor", "airport"]
+    assert panel.last_result["label"] in ("farmland", "harbor", "airport")
+    assert "Closest class" in panel.conversation_view.toPlainText()
+
+    panel.set_task(TASK_GROUND)
+    ask(qtbot, panel, "the white plane")
+    assert panel.last_request["task"] == "ground" and panel.last_request["question"] == "the white plane"
+    assert panel.last_result["task"] == "ground"
+    assert len(roi_layers()) == 1 and roi_layers()[0].crs() == small.crs()
+
+    panel.set_task(TASK_CAPTION)
+    assert not panel.question_edit.isVisibleTo(panel) and not panel.zoom_check.isVisibleTo(panel)
+    qtbot.mouseClick(panel.ask_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.task is None, timeout=TASK_TIMEOUT_MS)
+    assert panel.last_request["task"] == "caption" and "question" not in panel.last_request
+    assert panel.conversation_id is None  # single-turn tasks never start a conversation

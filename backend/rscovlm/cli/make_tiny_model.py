@@ -15,13 +15,16 @@ def register(subparsers) -> None:
     )
     parser.add_argument("folder", metavar="DIR", help="folder to write the model into (created if needed)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same weights")
+    parser.add_argument("--size", choices=("tiny", "small"), default="tiny",
+                        help="tiny (~1 M parameters, default; for tests) or small (~6 M; trainable from "
+                        "scratch on the synthetic scenes, see scripts/train_demo_model.sh)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..tiny_model import build_tiny_model, parameter_count
 
-    folder = build_tiny_model(args.folder, seed=args.seed)
-    print(f"Wrote a tiny Qwen2.5-VL to {folder.resolve()} ({parameter_count(folder):,} parameters).")
+    folder = build_tiny_model(args.folder, seed=args.seed, size=args.size)
+    print(f"Wrote a {args.size} Qwen2.5-VL to {folder.resolve()} ({parameter_count(folder):,} parameters).")
     print(f"Point --model at {folder} to use it in place of the real weights.")
     return 0

@@ -223,6 +223,10 @@ def field_problem(error: Mapping[str, Any]) -> dict[str, str]:
         message = "is not a known field (check its spelling)"
     elif message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+    if field == "body":  # a check across fields names its field as "name: problem"
+        name, sep, rest = message.partition(": ")
+        if sep and name.isidentifier():
+            field, message = name, rest
     return {"field": field, "problem": message}
 
 

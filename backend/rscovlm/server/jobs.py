@@ -356,24 +356,27 @@ def default_runners(batch_size: int | None = None) -> dict[str, Runner]:
         return collection
 
     def run_ask(request: Any, engine: Any, progress: ProgressCallback, should_cancel: ShouldCancel) -> dict:
-        from ..pipelines.ask import AskOptions, ConversationStore, ask
+        from ..pipelines import ask as pipeline
 
-        if not conversations:
-            conversations.append(ConversationStore())
-        conversation_id, history = conversations[0].get_or_create(request.conversation_id)
         fields: dict[str, Any] = {"zoom": request.zoom, "max_new_tokens": request.max_new_tokens}
         if request.region is not None:
             fields["bounds"] = request.region.as_tuple()
             fields["bounds_crs"] = request.region.crs
+        options = pipeline.AskOptions(**fields)
+        path, task = request.raster_path, getattr(request, "task", "ask")
         progress(0, 1)
-        result = ask(
-            request.raster_path,
-            request.question,
-            engine,
-            AskOptions(**fields),
-            history=history,
-            should_cancel=should_cancel,
-        )
+        conversation_id = None
+        if task == "ask":
+            if not conversations:
+                conversations.append(pipeline.ConversationStore())
+            conversation_id, history = conversations[0].get_or_create(request.conversation_id)
+            result = pipeline.ask(path, request.question, engine, options, history=history, should_cancel=should_cancel)
+        elif task == "caption":
+            result = pipeline.caption(path, engine, options, should_cancel=should_cancel)
+        elif task == "classify":
+            result = pipeline.classify(path, request.classes, engine, options, should_cancel=should_cancel)
+        else:
+            result = pipeline.ground(path, request.question, engine, options, should_cancel=should_cancel)
         progress(1, 1)
         return {**result.to_json(), "conversation_id": conversation_id}
 

@@ -19,6 +19,7 @@ from pydantic import (
     StrictInt,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 MAX_BODY_BYTES = 64 * 1024
@@ -147,11 +148,27 @@ class DetectRequest(_Request):
         return overlap
 
 
+AskTask = Literal["ask", "caption", "classify", "ground"]
+
+
 class AskRequest(_Request):
-    """A question about a raster; with ``zoom`` the model may first pick a region to look at."""
+    """A question about a raster region, or one of the single-turn tasks on it.
+
+    ``ask`` runs the Zoom-in Chain (with ``zoom``) and may continue a conversation;
+    ``caption`` describes the region; ``classify`` picks one of ``classes``; ``ground``
+    finds the object that ``question`` describes and returns its box.
+    """
 
     raster_path: str = Field(max_length=MAX_PATH_CHARS, description="absolute path on the backend's machine")
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    task: AskTask = Field(default="ask", description="ask (zoom-in Q&A), caption, classify or ground")
+    question: str = Field(
+        default="",
+        max_length=MAX_QUESTION_CHARS,
+        description="the question (ask) or the description of the object to find (ground)",
+    )
+    classes: list[Annotated[str, Field(min_length=1, max_length=MAX_CLASS_NAME_CHARS)]] | None = Field(
+        default=None, max_length=MAX_CLASSES, description="scene classes to choose from (classify)"
+    )
     region: Region | None = None
     zoom: StrictBool = Field(default=True, description="let the model zoom into a region first")
     conversation_id: str | None = Field(
@@ -165,6 +182,17 @@ class AskRequest(_Request):
     @classmethod
     def _raster_exists(cls, value: str) -> str:
         return _check_raster_path(value)
+
+    @model_validator(mode="after")
+    def _task_inputs(self) -> "AskRequest":
+        if self.task in ("ask", "ground") and not self.question.strip():
+            what = "a question" if self.task == "ask" else "a description of the object to find"
+            raise ValueError(f"question: give {what} (task {self.task!r} needs one)")
+        if self.task == "classify" and not self.classes:
+            raise ValueError("classes: give the scene classes to choose from (task 'classify' needs them)")
+        if self.conversation_id is not None and self.task != "ask":
+            raise ValueError("conversation_id: only 'ask' continues a conversation")
+        return self
 
 
 class JobAccepted(BaseModel):
