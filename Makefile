@@ -14,7 +14,7 @@ HEADLESS := QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 XD
 PLUGIN := rscovlm_qgis
 VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
 
-.PHONY: openapi setup demo test test-backend test-plugin bench package run translations freeze screenshot clean help
+.PHONY: lint openapi setup demo test test-backend test-plugin bench package run translations freeze screenshot clean help
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -87,6 +87,9 @@ screenshot: $(STAMP) translations models/tiny/config.json
 	RSCOVLM_TOKEN_FILE=$(CURDIR)/out/screenshot/token HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 	    RSCOVLM_SCREENSHOT=$(CURDIR)/docs/screenshot.png xvfb-run -a -s "-screen 0 1600x1000x24" \
 	    bash scripts/screenshot.sh $(CURDIR) out/demo/scene.tif
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check backend rscovlm_qgis tests bench scripts
 
 # The HTTP API's schema, kept in the repo (a test fails when it is stale).
 openapi: $(STAMP)

@@ -90,12 +90,12 @@ def quads_to_polygons(quads) -> np.ndarray:
 
 
 def valid_polygons(polygons: np.ndarray) -> np.ndarray:
-    """Polygons GEOS can intersect safely: invalid ones (bow-ties) go through make_valid."""
+    """Polygons GEOS can intersect safely: a bow-tie becomes the area its outline encloses."""
     polygons = np.asarray(polygons, dtype=object)
     bad = ~shapely.is_valid(polygons)
     if bad.any():
         polygons = polygons.copy()
-        polygons[bad] = shapely.make_valid(polygons[bad])
+        polygons[bad] = shapely.make_valid(polygons[bad], method="structure", keep_collapsed=False)
     return polygons
 
 

@@ -16,6 +16,8 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
@@ -24,9 +26,6 @@ from rscovlm.engines.base import Engine
 from rscovlm.errors import CancelledError, NotFoundError, UserError
 from rscovlm.formats.zoom import ZOOM_FOLLOWUP_TEXT, ZOOM_SYSTEM_PROMPT, zoom_call_text, zoom_user_text
 from rscovlm.model_input import smart_resize
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from rscovlm.pipelines.ask import (
     AskOptions,
     AskResult,

@@ -12,22 +12,18 @@ import numpy as np
 import shapely
 from shapely import STRtree
 
+from .. import geometry
+from ..geometry import valid_polygons
+
 
 def quads_to_polygons(quads: np.ndarray) -> np.ndarray:
     """(N, 8) quads -> (N,) shapely polygons, made valid where the vertex order crosses.
 
-    A self-intersecting quad (a "bow tie" from a misordered answer) would make GEOS fail;
-    it is repaired to the polygonal area it encloses instead of being dropped, so a bad
-    prediction still counts (usually as a false positive).
+    A self-intersecting quad (a "bow tie" from a misordered answer) is repaired to the
+    area it encloses instead of being dropped, so a bad prediction still counts (usually
+    as a false positive).
     """
-    quads = np.asarray(quads, dtype=np.float64).reshape(-1, 8)
-    polygons = shapely.polygons(quads.reshape(-1, 4, 2))
-    invalid = ~shapely.is_valid(polygons)
-    if invalid.any():
-        polygons[invalid] = shapely.make_valid(
-            polygons[invalid], method="structure", keep_collapsed=False
-        )
-    return polygons
+    return valid_polygons(geometry.quads_to_polygons(quads))
 
 
 def min_area_rectangles(polygons: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ the real ones call the pipelines, tests register their own with a controlled wor
 from __future__ import annotations
 
 import collections
-import os
 import logging
+import os
 import threading
 import time
 import uuid
