@@ -52,12 +52,36 @@
       <translation>区域</translation>
     </message>
     <message>
-      <source>e.g. How many ships are docked here?</source>
-      <translation>例如：这里停靠了多少艘船？</translation>
+      <source>Ask a question</source>
+      <translation>提出问题</translation>
+    </message>
+    <message>
+      <source>Describe the region</source>
+      <translation>描述区域</translation>
+    </message>
+    <message>
+      <source>Classify the scene</source>
+      <translation>场景分类</translation>
+    </message>
+    <message>
+      <source>Find an object</source>
+      <translation>查找目标</translation>
+    </message>
+    <message>
+      <source>Task</source>
+      <translation>任务</translation>
     </message>
     <message>
       <source>Question</source>
       <translation>问题</translation>
+    </message>
+    <message>
+      <source>e.g. airport, farmland, harbor, residential</source>
+      <translation>例如：airport, farmland, harbor, residential</translation>
+    </message>
+    <message>
+      <source>Scene classes</source>
+      <translation>场景类别</translation>
     </message>
     <message>
       <source>Zoom in</source>
@@ -112,16 +136,20 @@
       <translation>RSCoVLM</translation>
     </message>
     <message>
-      <source>Zoomed in.</source>
-      <translation>已放大。</translation>
-    </message>
-    <message>
-      <source>the backend gave no reason.</source>
-      <translation>后端未给出原因。</translation>
-    </message>
-    <message>
       <source>the whole region shown to the model</source>
       <translation>向模型展示的整个区域</translation>
+    </message>
+    <message>
+      <source>Object</source>
+      <translation>目标</translation>
+    </message>
+    <message>
+      <source>e.g. How many ships are docked here?</source>
+      <translation>例如：这里停靠了多少艘船？</translation>
+    </message>
+    <message>
+      <source>e.g. the white ship near the pier</source>
+      <translation>例如：码头附近的白色船只</translation>
     </message>
     <message>
       <source>A click has no area: drag to draw a rectangle, or press Esc.</source>
@@ -156,8 +184,12 @@
       <translation>已回答；感兴趣区域位于图层“{name}”中。</translation>
     </message>
     <message>
-      <source>Zoomed in on {width} x {height} raster pixels at column {col}, row {row}.</source>
-      <translation>已放大到第 {col} 列、第 {row} 行处的 {width} x {height} 个栅格像素。</translation>
+      <source>Zoomed in.</source>
+      <translation>已放大。</translation>
+    </message>
+    <message>
+      <source>the backend gave no reason.</source>
+      <translation>后端未给出原因。</translation>
     </message>
     <message>
       <source>Draw a rectangle on the map first (Draw rectangle), or choose the canvas extent or the whole layer.</source>
@@ -172,6 +204,14 @@
       <translation>问题为空：请输入您想了解的关于影像的内容。</translation>
     </message>
     <message>
+      <source>Describe the object to find, e.g. “the white ship near the pier”.</source>
+      <translation>请描述要查找的目标，例如“码头附近的白色船只”。</translation>
+    </message>
+    <message>
+      <source>List the scene classes to choose from, separated by commas.</source>
+      <translation>请列出可供选择的场景类别，用逗号分隔。</translation>
+    </message>
+    <message>
       <source>Asking about {name}…</source>
       <translation>正在询问关于 {name} 的问题…</translation>
     </message>
@@ -180,8 +220,24 @@
       <translation>下一个问题将开始新的对话。</translation>
     </message>
     <message>
+      <source>The object's box is drawn on the map.</source>
+      <translation>目标的边框已绘制在地图上。</translation>
+    </message>
+    <message>
+      <source>The model did not give a box.</source>
+      <translation>模型没有给出边框。</translation>
+    </message>
+    <message>
       <source>The region cannot be expressed in the raster's CRS ({crs}): {error}. Draw it over the imagery.</source>
       <translation>该区域无法用栅格的坐标参考系（{crs}）表示：{error}。请在影像上绘制。</translation>
+    </message>
+    <message>
+      <source>Zoomed in on {width} x {height} raster pixels at column {col}, row {row}.</source>
+      <translation>已放大到第 {col} 列、第 {row} 行处的 {width} x {height} 个栅格像素。</translation>
+    </message>
+    <message>
+      <source>Closest class: {label}</source>
+      <translation>最接近的类别：{label}</translation>
     </message>
     <message>
       <source>Not zoomed in: {reason}</source>
@@ -638,6 +694,10 @@
     <message>
       <source>The overlap ({overlap} px) must be at least 0 and smaller than the tile size ({size} px).</source>
       <translation>重叠（{overlap} 像素）必须不小于 0 且小于切片大小（{size} 像素）。</translation>
+    </message>
+    <message>
+      <source>The chosen area cannot be expressed in the CRS of “{name}”: choose an area over the layer.</source>
+      <translation>所选区域无法用“{name}”的坐标参考系表示：请选择位于该图层上的区域。</translation>
     </message>
     <message>
       <source>&amp;RSCoVLM</source>

@@ -13,6 +13,7 @@ from qgis.core import (
     QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
+    QgsCsException,
     QgsMapLayerProxyModel,
     QgsProject,
     QgsRasterLayer,
@@ -264,7 +265,10 @@ class DetectPanel(QWidget):
             return None
         source = canvas.mapSettings().destinationCrs()
         if source.isValid() and layer.crs().isValid() and source != layer.crs():
-            extent = QgsCoordinateTransform(source, layer.crs(), QgsProject.instance()).transformBoundingBox(extent)
+            try:
+                extent = QgsCoordinateTransform(source, layer.crs(), QgsProject.instance()).transformBoundingBox(extent)
+            except QgsCsException:  # the canvas shows more than the layer's CRS can express
+                return None
         return extent.width() / width
 
     def detect(self) -> None:

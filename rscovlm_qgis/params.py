@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
+    QgsCsException,
     QgsProject,
     QgsProviderRegistry,
     QgsRasterLayer,
@@ -169,7 +170,14 @@ def export_plan(
         wanted = QgsRectangle(*region)
         if region_crs is not None and region_crs.isValid() and region_crs != layer.crs():
             transform = QgsCoordinateTransform(region_crs, layer.crs(), QgsProject.instance().transformContext())
-            wanted = transform.transformBoundingBox(wanted)
+            try:
+                wanted = transform.transformBoundingBox(wanted)
+            except QgsCsException as error:
+                raise ParamsError(
+                    tr("The chosen area cannot be expressed in the CRS of “{name}”: choose an area over the layer.").format(
+                        name=layer.name()
+                    )
+                ) from error
         extent = extent.intersect(wanted)
     if extent.isEmpty() or extent.width() <= 0 or extent.height() <= 0:
         raise ParamsError(

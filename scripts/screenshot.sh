@@ -3,6 +3,7 @@
 # real QGIS with the packaged plugin and scripts/screenshot_session.py, stops the backend.
 set -euo pipefail
 repo="$1"; scene="$2"
+rm -f "$RSCOVLM_SCREENSHOT"  # a failed run must not pass for a fresh picture
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export RSCOVLM_SCREENSHOT_URL="http://127.0.0.1:${port}"
 "$repo/.venv/bin/rscovlm" serve --model "$repo/models/tiny" --port "$port" > "$repo/out/screenshot/backend.log" 2>&1 &
@@ -14,5 +15,9 @@ export RSCOVLM_SCREENSHOT_SCENE="$repo/$scene"
 export QGIS_PLUGINPATH="$repo/build/package"
 profiles="$repo/out/screenshot/profiles"; rm -rf "$profiles"; mkdir -p "$profiles"
 timeout 300 qgis --nologo --noversioncheck --profiles-path "$profiles" \
-    --code "$repo/scripts/screenshot_session.py" "$repo/$scene" || true
-test -s "$RSCOVLM_SCREENSHOT" && echo "Screenshot: $RSCOVLM_SCREENSHOT"
+    --code "$repo/scripts/screenshot_session.py" || true
+if [ -s "$RSCOVLM_SCREENSHOT" ]; then
+  echo "Screenshot: $RSCOVLM_SCREENSHOT"
+else
+  echo "No screenshot was taken: see $repo/out/screenshot/backend.log" >&2; exit 1
+fi

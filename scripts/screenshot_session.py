@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import qgis.utils
-from qgis.core import QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer
+from qgis.core import QgsRectangle, QgsVectorLayer
 from qgis.PyQt.QtCore import QTimer
 
 SHOT = os.environ["RSCOVLM_SCREENSHOT"]
@@ -27,7 +27,17 @@ from rscovlm_qgis.settings import PluginSettings  # noqa: E402
 
 scene_path = Path(os.environ["RSCOVLM_SCREENSHOT_SCENE"])
 scene = iface.addRasterLayer(str(scene_path), "scene")
-iface.mainWindow().showMaximized()
+
+
+def fill_screen():
+    """Xvfb has no window manager to maximise the window: size it to the screen ourselves."""
+    window = iface.mainWindow()
+    window.setGeometry(window.screen().geometry() if hasattr(window, "screen") else window.geometry())
+    window.move(0, 0)
+
+
+fill_screen()
+QTimer.singleShot(500, fill_screen)
 dock = plugin.dock
 dock.settings = PluginSettings(backend_url=URL, token_file=TOKEN, max_new_tokens=32)
 plugin.action.trigger()  # opens the dock like a user would

@@ -22,7 +22,7 @@ TILE=${TILE:-256}               # 256 px tiles -> 252 x 252 model input, 81 visu
 OVERLAP=${OVERLAP:-64}
 KEEP_EMPTY=${KEEP_EMPTY:-0.15}  # share of object-free training tiles kept (the rest teach little)
 MODEL_SIZE=${MODEL_SIZE:-small} # `make-tiny-model --size`: ~5.4 M parameters
-STEPS=${STEPS:-1000}            # optimiser steps
+STEPS=${STEPS:-3000}            # optimiser steps
 BATCH=${BATCH:-8}
 LR=${LR:-1e-3}                  # from scratch: far above the paper's fine-tuning 2e-6
 SEED=${SEED:-0}
@@ -64,7 +64,7 @@ echo ">> train (full, from scratch, $STEPS steps x $BATCH tiles, lr $LR)"
 rm -rf "$WORK/model"
 $NICE "$RSCOVLM" train "$WORK/data" --model "$WORK/base" --output "$WORK/model" --method full --train-vision \
   --max-steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --device "$DEVICE" --no-resize --exact-prompt 1.0 \
-  --logging-steps 20 --save-steps 250 --seed "$SEED" --no-eval
+  --logging-steps 20 --save-steps 500 --seed "$SEED" --no-eval
 
 for seed in $TEST_SEEDS; do
   echo ">> detect + evaluate on held-out scene $seed"
