@@ -7,7 +7,6 @@ then touches widgets and the project.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +14,8 @@ from qgis.core import Qgis, QgsMessageLog, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .client import BackendClient, BackendError
+from .jobs import LOG_TAG, JobCancelled, JobFailed, follow_job
 from .translation import tr
-
-LOG_TAG = "RSCoVLM"
 
 
 @dataclass
@@ -53,40 +51,19 @@ class AskTask(QgsTask):
         return False
 
     def _follow_job(self) -> bool:
-        job_id = self.client.submit_ask(self.outcome.request)
-        self.outcome.job_id = job_id
-        while True:
-            if self.isCanceled():
-                return self._cancel_remote(job_id)
-            job = self.client.job(job_id)
-            state = job.get("state")
-            if state == "succeeded":
-                break
-            if state == "failed":
-                self.outcome.error = job.get("error") or job.get("message") or tr(
-                    "The backend reported that the question failed."
-                )
-                return False
-            if state == "cancelled":
-                self.outcome.cancelled = True
-                return False
-            self._sleep_unless_cancelled(self.poll_s)
-        self.outcome.result = self.client.result(job_id)
+        self.outcome.job_id = self.client.submit_ask(self.outcome.request)
+        try:
+            self.outcome.result = follow_job(
+                self.client, self.outcome.job_id, is_cancelled=self.isCanceled, poll_s=self.poll_s
+            )
+        except JobCancelled:
+            self.outcome.cancelled = True
+            return False
+        except JobFailed as error:
+            self.outcome.error = str(error)
+            return False
         self.setProgress(100.0)
         return True
-
-    def _cancel_remote(self, job_id: str) -> bool:
-        self.outcome.cancelled = True
-        try:
-            self.client.cancel(job_id)
-        except BackendError as error:  # it may have finished meanwhile: note it, nothing else to do
-            QgsMessageLog.logMessage(str(error), LOG_TAG, Qgis.Info)
-        return False
-
-    def _sleep_unless_cancelled(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not self.isCanceled():
-            time.sleep(0.05)
 
     def finished(self, result: bool) -> None:  # main thread
         if not result and self.isCanceled():

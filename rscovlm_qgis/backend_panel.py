@@ -7,7 +7,8 @@ takes seconds to minutes, on the CPU it can take hours.
 from __future__ import annotations
 
 import html
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtCore import Qt

@@ -38,10 +38,11 @@ from qgis.PyQt.QtWidgets import (
 
 from . import areas
 from .client import BackendClient
+from .jobs import JobProgress
 from .layers import DRIVERS, ExportError, add_result, detections_layer, export_layer
 from .params import DOTA_CLASSES, ParamsError, params_for_layer, parse_classes
 from .settings import PluginSettings
-from .tasks import DetectOutcome, DetectTask, JobProgress, format_progress
+from .tasks import DetectOutcome, DetectTask, format_progress
 from .translation import tr
 
 TITLE = "RSCoVLM"

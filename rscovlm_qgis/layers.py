@@ -10,17 +10,18 @@ from __future__ import annotations
 import colorsys
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
-    QgsLayerTreeGroup,
     QgsCoordinateReferenceSystem,
     QgsFeature,
     QgsField,
     QgsFillSymbol,
     QgsGeometry,
+    QgsLayerTreeGroup,
     QgsPalLayerSettings,
     QgsPointXY,
     QgsProject,

@@ -7,7 +7,6 @@ way the dock does: progress from the job status, cancel forwarded to the backend
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from .areas import bounds_of
 from .client import BackendClient, BackendError
+from .jobs import JobCancelled, JobFailed, JobProgress, follow_job
 from .layers import crs_of_collection, detections_layer, polygons_of
 from .params import ParamsError, params_for_layer, parse_classes
 from .raster_export import RasterExportError, temporary_tif, write_geotiff
@@ -43,27 +43,22 @@ from .translation import tr
 POLL_S = 0.5
 
 
-def follow_job(client: BackendClient, job_id: str, feedback) -> dict[str, Any]:
-    """Poll until the job ends; progress to ``feedback``; cancel remotely when it is cancelled."""
-    while True:
-        if feedback is not None and feedback.isCanceled():
-            try:
-                client.cancel(job_id)
-            except BackendError:
-                pass  # it may have ended meanwhile
-            raise QgsProcessingException(tr("Cancelled."))
-        job = client.job(job_id)
-        progress = job.get("progress") or {}
-        if feedback is not None and progress.get("total"):
-            feedback.setProgress(100.0 * min(progress.get("done", 0), progress["total"]) / progress["total"])
-        state = job.get("state")
-        if state == "succeeded":
-            return client.result(job_id)
-        if state in ("failed", "cancelled"):
-            raise QgsProcessingException(
-                job.get("error") or job.get("message") or tr("The backend reported that the job {state}.").format(state=state)
-            )
-        time.sleep(POLL_S)
+def run_job(client: BackendClient, job_id: str, feedback) -> dict[str, Any]:
+    """Follow the job with Processing's feedback: its progress bar, its cancel button."""
+
+    def report(progress: JobProgress) -> None:
+        if feedback is not None and progress.percent is not None:
+            feedback.setProgress(progress.percent)
+
+    try:
+        return follow_job(
+            client, job_id, is_cancelled=lambda: feedback is not None and feedback.isCanceled(),
+            on_progress=report, poll_s=POLL_S,
+        )
+    except JobCancelled:
+        raise QgsProcessingException(tr("Cancelled.")) from None
+    except JobFailed as error:
+        raise QgsProcessingException(str(error)) from None
 
 
 class _BackendAlgorithm(QgsProcessingAlgorithm):
@@ -153,7 +148,7 @@ class DetectObjectsAlgorithm(_BackendAlgorithm):
         try:
             job_id = client.submit_detect(params)
             feedback.pushInfo(tr("Job {job} queued on the backend.").format(job=job_id))
-            collection = follow_job(client, job_id, feedback)
+            collection = run_job(client, job_id, feedback)
         except BackendError as error:
             raise QgsProcessingException(str(error)) from error
         finally:
@@ -234,7 +229,7 @@ class AskAboutRegionAlgorithm(_BackendAlgorithm):
         client = self.client()
         try:
             job_id = client.submit_ask(body)
-            answer = follow_job(client, job_id, feedback)
+            answer = run_job(client, job_id, feedback)
         except BackendError as error:
             raise QgsProcessingException(str(error)) from error
         finally:

@@ -8,7 +8,6 @@ offers cancel for free.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,10 @@ from qgis.core import Qgis, QgsMessageLog, QgsRasterBlockFeedback, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .client import BackendClient, BackendError
+from .jobs import LOG_TAG, JobCancelled, JobFailed, JobProgress, follow_job
 from .params import DetectParams
 from .raster_export import RasterExportError, temporary_tif, write_geotiff
 from .translation import tr
-
-LOG_TAG = "RSCoVLM"
 
 
 @dataclass
@@ -34,17 +32,6 @@ class DetectOutcome:
     error: str | None = None
     cancelled: bool = False
     exported_path: str | None = None   # the temporary GeoTIFF a non-file layer was written to
-
-
-@dataclass(frozen=True)
-class JobProgress:
-    """What the dock shows while a job runs: tiles done of total, time left, queue place."""
-
-    state: str
-    done: int = 0
-    total: int = 0
-    eta_s: float | None = None
-    queue_position: int | None = None
 
 
 def format_progress(progress: JobProgress) -> str:
@@ -120,47 +107,24 @@ class DetectTask(QgsTask):
         return self._follow_job(params)
 
     def _follow_job(self, params: DetectParams) -> bool:
-        job_id = self.client.submit_detect(params)
-        self.outcome.job_id = job_id
-        while True:
-            if self.isCanceled():
-                return self._cancel_remote(job_id)
-            job = self.client.job(job_id)
-            progress = job.get("progress") or {}
-            total = progress.get("total") or 0
-            done = min(progress.get("done", 0) or 0, total) if total else 0
-            if total:
-                self.setProgress(100.0 * done / total)
-            state = job.get("state")
-            self.jobProgress.emit(
-                JobProgress(state=str(state), done=done, total=total, eta_s=job.get("eta_s"),
-                            queue_position=job.get("queue_position"))
+        self.outcome.job_id = self.client.submit_detect(params)
+        try:
+            self.outcome.geojson = follow_job(
+                self.client, self.outcome.job_id, is_cancelled=self.isCanceled, on_progress=self._report, poll_s=self.poll_s
             )
-            if state == "succeeded":
-                break
-            if state == "failed":
-                self.outcome.error = job.get("error") or job.get("message") or tr("The backend reported that the job failed.")
-                return False
-            if state == "cancelled":
-                self.outcome.cancelled = True
-                return False
-            self._sleep_unless_cancelled(self.poll_s)
-        self.outcome.geojson = self.client.result(job_id)
+        except JobCancelled:
+            self.outcome.cancelled = True
+            return False
+        except JobFailed as error:
+            self.outcome.error = str(error)
+            return False
         self.setProgress(100.0)
         return True
 
-    def _cancel_remote(self, job_id: str) -> bool:
-        self.outcome.cancelled = True
-        try:
-            self.client.cancel(job_id)
-        except BackendError as error:  # the job may have finished meanwhile: note it, nothing else to do
-            QgsMessageLog.logMessage(str(error), LOG_TAG, Qgis.Info)
-        return False
-
-    def _sleep_unless_cancelled(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not self.isCanceled():
-            time.sleep(0.05)
+    def _report(self, progress: JobProgress) -> None:
+        if progress.percent is not None:
+            self.setProgress(progress.percent)
+        self.jobProgress.emit(progress)
 
     def finished(self, result: bool) -> None:  # main thread
         if not result and self.isCanceled():

@@ -873,7 +873,7 @@ def _render_chunk(scene: _Scene, x0: int, y0: int, w: int, h: int, objects: list
         if c1 <= c0 or r1 <= r0:
             continue
         boxes.append((obj, index, slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0)))
-    for obj, index, rows, cols in boxes:
+    for obj, _index, rows, cols in boxes:
         sx, sy = XX[rows, cols], YY[rows, cols]
         shift = (scene.sun[0] * obj.height, scene.sun[1] * obj.height)
         su, sv = _local(obj, sx, sy, shift)

@@ -11,7 +11,6 @@ from rscovlm_qgis.client import BackendClient, BackendError
 from rscovlm_qgis.params import DetectParams, ParamsError, params_for_layer
 from rscovlm_qgis.tasks import DetectTask
 
-
 # A random tiny model rarely stops by itself: a small answer budget keeps each tile quick.
 QUICK = 32
 
