@@ -120,3 +120,20 @@ def test_chat_template_declares_tools_and_renders_tool_calls(processor):
     )
     assert "<|im_start|>user\n<tool_response>\nzoomed\n</tool_response><|im_end|>\n" in text
     assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_small_size_builds_a_larger_model_that_loads_offline(tmp_path):
+    from rscovlm.engines.transformers_engine import TransformersEngine
+    from rscovlm.errors import UserError
+
+    small = build_tiny_model(tmp_path / "small", seed=0, size="small")
+    config = json.loads((small / "config.json").read_text())
+    text = config.get("text_config", config)
+    assert text["hidden_size"] == 256 and text["num_hidden_layers"] == 4
+    assert parameter_count(small) > 4_000_000
+    engine = TransformersEngine.from_pretrained(str(small), device="cpu")
+    image = Image.new("RGB", (252, 252), (90, 120, 60))
+    conversation = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "find the ship."}]}]
+    assert isinstance(engine.generate([conversation], max_new_tokens=4)[0], str)
+    with pytest.raises(UserError, match="size"):
+        build_tiny_model(tmp_path / "huge", size="huge")
