@@ -226,6 +226,9 @@ class AskAboutRegionAlgorithm(_BackendAlgorithm):
         detect_body = params.to_request()
         if "region" in detect_body:
             body["region"] = detect_body["region"]
+        budget = PluginSettings.load().max_new_tokens
+        if budget:
+            body["max_new_tokens"] = max(16, int(budget))
         client = self.client()
         try:
             job_id = client.submit_ask(body)
