@@ -41,7 +41,7 @@ from .client import BackendClient
 from .jobs import JobProgress
 from .layers import DRIVERS, ExportError, add_result, detections_layer, export_layer
 from .params import DOTA_CLASSES, ParamsError, params_for_layer, parse_classes
-from .settings import PluginSettings
+from .settings import DetectChoices, PluginSettings
 from .tasks import DetectOutcome, DetectTask, format_progress
 from .translation import tr
 
@@ -68,6 +68,7 @@ class DetectPanel(QWidget):
         self.map_tool = None
         self._previous_tool = None
         self._build()
+        self.restore_choices()
         self._set_running(False)
         self._on_area_changed()
 
@@ -272,6 +273,24 @@ class DetectPanel(QWidget):
                 return None
         return extent.width() / width
 
+    def restore_choices(self) -> None:
+        choices = DetectChoices.load()
+        for name, box in self.class_boxes.items():
+            box.setChecked(name not in choices.unticked)
+        self.own_classes.setText(choices.own_classes)
+        self.tile_size.setValue(choices.tile_size)
+        self.overlap.setValue(choices.overlap)
+        self.max_mode.setChecked(choices.max_mode)
+
+    def remember_choices(self) -> None:
+        DetectChoices(
+            unticked=[name for name, box in self.class_boxes.items() if not box.isChecked()],
+            own_classes=self.own_classes.text().strip(),
+            tile_size=self.tile_size.value(),
+            overlap=self.overlap.value(),
+            max_mode=self.max_mode.isChecked(),
+        ).save()
+
     def detect(self) -> None:
         if self.detect_task is not None:
             return
@@ -280,6 +299,7 @@ class DetectPanel(QWidget):
         except ParamsError as error:
             self._report_error(str(error))
             return
+        self.remember_choices()
         if params.export is not None:
             self.iface.messageBar().pushMessage(
                 TITLE,

@@ -8,7 +8,7 @@ started with defaults and the plugin with defaults find the same file without se
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qgis.core import QgsSettings
@@ -76,3 +76,37 @@ class PluginSettings:
         store.setValue(_PREFIX + "max_new_tokens", self.max_new_tokens)
         store.setValue(_PREFIX + "backend_program", self.backend_program)
         store.setValue(_PREFIX + "model_path", self.model_path)
+
+
+_DETECT = _PREFIX + "detect/"
+
+
+@dataclass
+class DetectChoices:
+    """The Detect tab's last options, so a user's usual set-up survives a QGIS restart."""
+
+    unticked: list[str] = field(default_factory=list)  # DOTA classes switched off
+    own_classes: str = ""
+    tile_size: int = 512
+    overlap: int = 100
+    max_mode: bool = False
+
+    @classmethod
+    def load(cls) -> DetectChoices:
+        store = QgsSettings()
+        unticked = store.value(_DETECT + "unticked", "", type=str) or ""
+        return cls(
+            unticked=[name for name in unticked.split(",") if name],
+            own_classes=store.value(_DETECT + "own_classes", "", type=str) or "",
+            tile_size=store.value(_DETECT + "tile_size", 512, type=int) or 512,
+            overlap=store.value(_DETECT + "overlap", 100, type=int),
+            max_mode=store.value(_DETECT + "max_mode", False, type=bool),
+        )
+
+    def save(self) -> None:
+        store = QgsSettings()
+        store.setValue(_DETECT + "unticked", ",".join(self.unticked))
+        store.setValue(_DETECT + "own_classes", self.own_classes)
+        store.setValue(_DETECT + "tile_size", self.tile_size)
+        store.setValue(_DETECT + "overlap", self.overlap)
+        store.setValue(_DETECT + "max_mode", self.max_mode)

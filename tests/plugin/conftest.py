@@ -102,3 +102,13 @@ def client(backend):
 def closed_url() -> str:
     """A loopback URL nobody listens on."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(autouse=True)
+def fresh_detect_choices():
+    """Each test starts from the Detect tab's defaults: choices a test makes are remembered."""
+    from qgis.core import QgsSettings
+
+    QgsSettings().remove("rscovlm/detect")
+    yield
+    QgsSettings().remove("rscovlm/detect")

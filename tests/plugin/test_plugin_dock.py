@@ -233,3 +233,24 @@ def test_the_ask_tab_is_the_ask_panel_or_a_placeholder(qgis_iface, qtbot, backen
         assert isinstance(dock.ask_panel, QLabel)
     else:
         assert isinstance(dock.ask_panel, AskPanel)
+
+
+def test_detect_options_are_remembered_for_the_next_session(qgis_iface, qtbot):
+    from rscovlm_qgis.detect_panel import DetectPanel
+    from rscovlm_qgis.settings import PluginSettings
+
+    first = DetectPanel(qgis_iface, PluginSettings)
+    qtbot.addWidget(first)
+    assert first.tile_size.value() == 512 and first.class_boxes["plane"].isChecked()
+    first.class_boxes["plane"].setChecked(False)
+    first.own_classes.setText("wind turbine")
+    first.tile_size.setValue(768)
+    first.overlap.setValue(150)
+    first.max_mode.setChecked(True)
+    first.remember_choices()
+
+    again = DetectPanel(qgis_iface, PluginSettings)  # as after a QGIS restart
+    qtbot.addWidget(again)
+    assert not again.class_boxes["plane"].isChecked() and again.class_boxes["ship"].isChecked()
+    assert again.own_classes.text() == "wind turbine"
+    assert (again.tile_size.value(), again.overlap.value(), again.max_mode.isChecked()) == (768, 150, True)
