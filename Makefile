@@ -73,6 +73,7 @@ QGIS_PLUGINS := $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 RUN_URL := http://127.0.0.1:8765
 run: $(STAMP) translations $(if $(filter models/tiny,$(DEMO_MODEL)),models/tiny/config.json)
 	@mkdir -p $(QGIS_PLUGINS) && ln -sfn $(CURDIR)/$(PLUGIN) $(QGIS_PLUGINS)/$(PLUGIN)
+	@$(PY) -c "from qgis.PyQt.QtCore import QSettings as S; s = S('$(QGIS_PLUGINS)/../../QGIS/QGIS3.ini', S.IniFormat); s.setValue('PythonPlugins/$(PLUGIN)', True); s.sync()"
 	@if ! curl -sf $(RUN_URL)/health >/dev/null 2>&1; then \
 	    echo "Starting the backend ($(DEMO_MODEL)), log: out/backend.log"; mkdir -p out; \
 	    HF_HUB_OFFLINE=1 $(RSCOVLM) serve --model $(DEMO_MODEL) > out/backend.log 2>&1 & echo $$! > out/backend.pid; \
