@@ -15,15 +15,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..engines.base import chunks
 from ..errors import CancelledError, UserError
 from ..formats.detection import parse_detections
-from ..formats.prompts import DOTA_CLASSES, detection_prompt, messages, normalize_class_name
+from ..formats.prompts import DOTA_CLASSES, FORMS, detection_prompt, messages, normalize_class_name
 from ..geometry import touches_inner_edge
 from ..merge import MergeConfig, merge_detections
 from ..model_input import input_to_image, model_input_size
@@ -58,8 +59,8 @@ class DetectOptions:
         if not classes:
             raise UserError("No class names were given: name at least one class to detect, e.g. 'plane'.")
         self.classes = classes
-        if self.form not in ("quad", "json", "hbb"):
-            raise UserError(f"Unknown answer form {self.form!r}: use 'quad', 'json' or 'hbb'.")
+        if self.form not in FORMS:
+            raise UserError(f"Unknown answer form {self.form!r}: use one of {', '.join(FORMS)}.")
 
 
 @dataclass
@@ -121,10 +122,9 @@ class _Collector:
         self.tile_reports: list[dict] = []
 
     def add(self, record: ResponseRecord) -> None:
-        window = Window(record.col_off, record.row_off, record.width, record.height)
+        window, input_wh = record.window, record.input_wh
         tile_index = len(self.tile_names)
         self.tile_names.append(f"c{record.col_off}_r{record.row_off}")
-        input_wh = (record.input_width, record.input_height)
         parsed = parse_detections(record.response, self.options.classes, self.options.form, input_wh=input_wh)
         self.kept += parsed.kept
         self.dropped.update(parsed.dropped)
@@ -154,21 +154,12 @@ class _Collector:
         return quads[keep], list(labels[keep]), names, np.asarray(result.support, dtype=np.int64)
 
 
-def _batched(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def plan_windows(source, options: DetectOptions) -> tuple[list[Window], Window | None]:
-    """The tile grid over the whole raster or over the requested region."""
+def plan_windows(source, options: DetectOptions) -> list[Window]:
+    """The tile grid over the whole raster or over the requested region (tiling checks the sizes)."""
     region = options.window
     if options.bounds is not None:
         region = source.region_window(options.bounds, options.bounds_crs)
-    if options.overlap >= options.tile_size:
-        raise UserError(
-            f"The overlap ({options.overlap} px) must be smaller than the tile size ({options.tile_size} px)."
-        )
-    return tile_windows(source.width, source.height, options.tile_size, options.overlap, region), region
+    return tile_windows(source.width, source.height, options.tile_size, options.overlap, region)
 
 
 def _finish(
@@ -245,7 +236,7 @@ def detect(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     with RasterSource.open(raster_path, bands=options.bands) as source:
-        windows, _region = plan_windows(source, options)
+        windows = plan_windows(source, options)
         warnings: list[str] = []
         system, user = detection_prompt(options.classes, options.form)
         batch_size = options.batch_size or getattr(engine, "batch_size", 8)
@@ -256,7 +247,7 @@ def detect(
         try:
             if progress:
                 progress(0, len(windows))
-            for batch in _batched(windows, batch_size):
+            for batch in chunks(windows, batch_size):
                 if should_cancel and should_cancel():
                     raise CancelledError("detection cancelled")
                 t0 = time.perf_counter()
