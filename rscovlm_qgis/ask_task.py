@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from qgis.core import Qgis, QgsMessageLog, QgsTask
-from qgis.PyQt.QtCore import pyqtSignal
+from qgis.core import Qgis, QgsMessageLog
 
 from .client import BackendClient, BackendError
-from .jobs import LOG_TAG, JobCancelled, JobFailed, follow_job
+from .jobs import LOG_TAG, BackendJobTask
 from .translation import tr
 
 
@@ -29,43 +28,19 @@ class AskOutcome:
     cancelled: bool = False
 
 
-class AskTask(QgsTask):
+class AskTask(BackendJobTask):
     """Submits an ask job, polls it, DELETEs it when cancelled here, fetches the answer."""
 
-    done = pyqtSignal(object)  # AskOutcome, emitted on the main thread
-
     def __init__(self, client: BackendClient, request: dict[str, Any], poll_s: float = 0.3):
-        super().__init__(tr("RSCoVLM: asking about the imagery"), QgsTask.CanCancel)
-        self.client = client
-        self.outcome = AskOutcome(request=dict(request))
-        self.poll_s = poll_s
+        super().__init__(tr("RSCoVLM: asking about the imagery"), client, AskOutcome(request=dict(request)), poll_s)
 
     def run(self) -> bool:
         try:
-            return self._follow_job()
+            self.outcome.result = self.follow(self.client.submit_ask(self.outcome.request))
+            return self.outcome.result is not None
         except BackendError as error:
             self.outcome.error = str(error)
         except Exception as error:  # noqa: BLE001 - a task must end with a message, not kill QGIS
             QgsMessageLog.logMessage(repr(error), LOG_TAG, Qgis.Critical)
             self.outcome.error = tr("The question failed unexpectedly: {error}").format(error=error)
         return False
-
-    def _follow_job(self) -> bool:
-        self.outcome.job_id = self.client.submit_ask(self.outcome.request)
-        try:
-            self.outcome.result = follow_job(
-                self.client, self.outcome.job_id, is_cancelled=self.isCanceled, poll_s=self.poll_s
-            )
-        except JobCancelled:
-            self.outcome.cancelled = True
-            return False
-        except JobFailed as error:
-            self.outcome.error = str(error)
-            return False
-        self.setProgress(100.0)
-        return True
-
-    def finished(self, result: bool) -> None:  # main thread
-        if not result and self.isCanceled():
-            self.outcome.cancelled = True
-        self.done.emit(self.outcome)

@@ -1,4 +1,5 @@
-"""Following one backend job to its end: the loop the tasks and Processing share.
+"""Following one backend job to its end: the loop the tasks and Processing share,
+and the QgsTask base that turns its end into an outcome for the main thread.
 
 Runs on a worker thread (a QgsTask's ``run`` or a Processing algorithm): it touches only
 the client, and reports progress through a callback the caller owns.
@@ -11,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from qgis.core import Qgis, QgsMessageLog
+from qgis.core import Qgis, QgsMessageLog, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
 
 from .client import BackendClient, BackendError
 from .translation import tr
@@ -83,3 +85,39 @@ def _sleep_unless_cancelled(seconds: float, is_cancelled: Callable[[], bool]) ->
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not is_cancelled():
         time.sleep(0.05)
+
+
+class BackendJobTask(QgsTask):
+    """A QgsTask following one backend job; subclasses submit the job and keep its result.
+
+    ``outcome`` is a dataclass with ``job_id``, ``error`` and ``cancelled``; ``done``
+    carries it to the main thread once the task ends, whatever the ending.
+    """
+
+    done = pyqtSignal(object)  # the outcome, emitted on the main thread
+
+    def __init__(self, description: str, client: BackendClient, outcome: Any, poll_s: float):
+        super().__init__(description, QgsTask.CanCancel)
+        self.client = client
+        self.outcome = outcome
+        self.poll_s = poll_s
+
+    def follow(self, job_id: str, on_progress: Callable[[JobProgress], None] | None = None) -> dict[str, Any] | None:
+        """The job's result, or None with ``outcome.cancelled`` or ``outcome.error`` set."""
+        self.outcome.job_id = job_id
+        try:
+            result = follow_job(self.client, job_id, is_cancelled=self.isCanceled, on_progress=on_progress,
+                                poll_s=self.poll_s)
+        except JobCancelled:
+            self.outcome.cancelled = True
+            return None
+        except JobFailed as error:
+            self.outcome.error = str(error)
+            return None
+        self.setProgress(100.0)
+        return result
+
+    def finished(self, result: bool) -> None:  # main thread
+        if not result and self.isCanceled():
+            self.outcome.cancelled = True
+        self.done.emit(self.outcome)

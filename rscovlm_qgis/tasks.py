@@ -16,7 +16,7 @@ from qgis.core import Qgis, QgsMessageLog, QgsRasterBlockFeedback, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .client import BackendClient, BackendError
-from .jobs import LOG_TAG, JobCancelled, JobFailed, JobProgress, follow_job
+from .jobs import LOG_TAG, BackendJobTask, JobProgress
 from .params import DetectParams
 from .raster_export import RasterExportError, temporary_tif, write_geotiff
 from .translation import tr
@@ -59,21 +59,20 @@ def format_duration(seconds: float) -> str:
     return tr("{h} h {m} min").format(h=hours, m=minutes)
 
 
-class DetectTask(QgsTask):
+class DetectTask(BackendJobTask):
     """Submits a detection job, mirrors its progress, cancels it remotely when cancelled here.
 
     A layer that is not a local file is first written to a temporary GeoTIFF (removed when
     the job has ended, since the backend reads it while the job runs).
     """
 
-    done = pyqtSignal(object)  # DetectOutcome, emitted on the main thread
     jobProgress = pyqtSignal(object)  # JobProgress; queued to the main thread's receivers
 
     def __init__(self, client: BackendClient, params: DetectParams, poll_s: float = 0.5):
-        super().__init__(tr("RSCoVLM: detecting objects in {name}").format(name=params.layer_name), QgsTask.CanCancel)
-        self.client = client
-        self.outcome = DetectOutcome(params=params)
-        self.poll_s = poll_s
+        super().__init__(
+            tr("RSCoVLM: detecting objects in {name}").format(name=params.layer_name),
+            client, DetectOutcome(params=params), poll_s,
+        )
         self._export_feedback = QgsRasterBlockFeedback()
 
     def cancel(self) -> None:
@@ -104,32 +103,13 @@ class DetectTask(QgsTask):
                 self.outcome.cancelled = True
                 return False
             params = params.exported_to(str(target))
-        return self._follow_job(params)
-
-    def _follow_job(self, params: DetectParams) -> bool:
-        self.outcome.job_id = self.client.submit_detect(params)
-        try:
-            self.outcome.geojson = follow_job(
-                self.client, self.outcome.job_id, is_cancelled=self.isCanceled, on_progress=self._report, poll_s=self.poll_s
-            )
-        except JobCancelled:
-            self.outcome.cancelled = True
-            return False
-        except JobFailed as error:
-            self.outcome.error = str(error)
-            return False
-        self.setProgress(100.0)
-        return True
+        self.outcome.geojson = self.follow(self.client.submit_detect(params), on_progress=self._report)
+        return self.outcome.geojson is not None
 
     def _report(self, progress: JobProgress) -> None:
         if progress.percent is not None:
             self.setProgress(progress.percent)
         self.jobProgress.emit(progress)
-
-    def finished(self, result: bool) -> None:  # main thread
-        if not result and self.isCanceled():
-            self.outcome.cancelled = True
-        self.done.emit(self.outcome)
 
 
 @dataclass
