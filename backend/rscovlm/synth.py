@@ -100,6 +100,25 @@ def _coverage(d: np.ndarray) -> np.ndarray:
     return np.clip(0.5 - d, 0.0, 1.0)
 
 
+def _paved_pixels(rects, xf: np.ndarray, yf: np.ndarray, mid: tuple[float, float], half_diag: float,
+                  water: np.ndarray):
+    """For each paved rectangle touching the chunk: its pixels, local (u, v) and coverage.
+
+    Paving is laid over water, so ``water`` loses what each rectangle covers.
+    """
+    for rect in rects:
+        if math.hypot(mid[0] - rect.cx, mid[1] - rect.cy) > half_diag + rect.radius:
+            continue
+        u, v = rect.local(xf, yf)
+        sel = np.flatnonzero(_box(u, v, rect.hu, rect.hv) < 1)
+        if not sel.size:
+            continue
+        u, v = u[sel], v[sel]
+        cover = _coverage(_box(u, v, rect.hu, rect.hv)).astype(np.float32)
+        water[sel] *= 1 - cover
+        yield rect, sel, u, v, cover
+
+
 def _box(u: np.ndarray, v: np.ndarray, hu: float, hv: float, r: float = 0.0) -> np.ndarray:
     qu, qv = np.abs(u) - (hu - r), np.abs(v) - (hv - r)
     outside = np.hypot(np.maximum(qu, 0), np.maximum(qv, 0))
@@ -828,31 +847,13 @@ def _render_chunk(scene: _Scene, x0: int, y0: int, w: int, h: int, objects: list
         dashes = np.mod(along, px(12)) < px(4)
         _sparse_paint(flat, sel, _coverage(np.abs(across) - line_w) * dashes * 0.8, (230, 225, 200))
 
-    for rect in scene.runways:
-        if math.hypot(mid_x - rect.cx, mid_y - rect.cy) > half_diag + rect.radius:
-            continue
-        u, v = rect.local(xf, yf)
-        sel = np.flatnonzero(_box(u, v, rect.hu, rect.hv) < 1)
-        if not sel.size:
-            continue
-        u, v = u[sel], v[sel]
-        cover = _coverage(_box(u, v, rect.hu, rect.hv)).astype(np.float32)
-        water[sel] *= 1 - cover
+    for rect, sel, u, v, cover in _paved_pixels(scene.runways, xf, yf, (mid_x, mid_y), half_diag, water):
         _sparse_paint(flat, sel, cover, (98, 98, 100))
         centre = _coverage(np.abs(v) - max(0.6, px(0.45))) * (np.mod(u, px(50)) < px(30))
         bars = (np.abs(np.abs(u) - (rect.hu - px(20))) < px(15)) & (np.mod(v, px(4)) < px(1.8)) & (np.abs(v) < 0.8 * rect.hv)
         _sparse_paint(flat, sel, np.maximum(centre, bars) * cover * 0.9, (235, 235, 235))
 
-    for rect in scene.aprons:
-        if math.hypot(mid_x - rect.cx, mid_y - rect.cy) > half_diag + rect.radius:
-            continue
-        u, v = rect.local(xf, yf)
-        sel = np.flatnonzero(_box(u, v, rect.hu, rect.hv) < 1)
-        if not sel.size:
-            continue
-        u, v = u[sel], v[sel]
-        cover = _coverage(_box(u, v, rect.hu, rect.hv)).astype(np.float32)
-        water[sel] *= 1 - cover
+    for rect, sel, u, v, cover in _paved_pixels(scene.aprons, xf, yf, (mid_x, mid_y), half_diag, water):
         stains = _fbm(X, Y, px(30), 2, salt + 37).ravel()[sel]
         tone = (np.float32(172) + np.float32(16) * stains + np.float32(6) * grain.ravel()[sel])[:, None]
         part = flat[sel]
@@ -866,14 +867,14 @@ def _render_chunk(scene: _Scene, x0: int, y0: int, w: int, h: int, objects: list
     water = water.reshape(h, w)
     # shadows and wakes first, then every body on top
     boxes = []
-    for index, obj in enumerate(objects):
+    for obj in objects:
         reach = obj.reach
         c0, c1 = max(x0, math.floor(obj.cx - reach)), min(x0 + w, math.ceil(obj.cx + reach))
         r0, r1 = max(y0, math.floor(obj.cy - reach)), min(y0 + h, math.ceil(obj.cy + reach))
         if c1 <= c0 or r1 <= r0:
             continue
-        boxes.append((obj, index, slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0)))
-    for obj, _index, rows, cols in boxes:
+        boxes.append((obj, slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0)))
+    for obj, rows, cols in boxes:
         sx, sy = XX[rows, cols], YY[rows, cols]
         shift = (scene.sun[0] * obj.height, scene.sun[1] * obj.height)
         su, sv = _local(obj, sx, sy, shift)
@@ -882,7 +883,7 @@ def _render_chunk(scene: _Scene, x0: int, y0: int, w: int, h: int, objects: list
         if obj.cls == "ship":
             u, v = _local(obj, sx, sy)
             _ship_wake(obj, sub, u, v, water[rows, cols], X[cols], Y[rows], salt + 41)
-    for obj, _index, rows, cols in boxes:
+    for obj, rows, cols in boxes:
         u, v = _local(obj, XX[rows, cols], YY[rows, cols])
         _PAINTERS[obj.cls](obj, canvas[rows, cols], u, v)
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
