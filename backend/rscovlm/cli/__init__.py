@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
     )
-    for noisy in ("pyogrio", "httpx", "urllib3"):  # their INFO lines are not for users
+    for noisy in ("pyogrio", "rasterio", "httpx", "urllib3"):  # their INFO lines are not for users
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.run(args) or 0)

@@ -108,11 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
     _check_task_inputs(args)
     options = _options(args)
-    if not args.raster.exists():
-        raise UserError(f"The raster {args.raster} does not exist; check the path.")
     from ..raster import RasterSource
 
-    with RasterSource.open(args.raster, bands=args.bands) as source:  # a bad region fails before the model loads
+    with RasterSource.open(args.raster, bands=args.bands) as source:  # a bad raster or region fails before the model loads
         pipeline.resolve_region(source, options)
     engine = load_engine(args)
     if args.task == "ask":

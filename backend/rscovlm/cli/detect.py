@@ -90,12 +90,13 @@ def build_options(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..outputs import vector_driver, write_dota, write_vector
-    from ..pipelines.detect import detect, detect_from_responses
+    from ..pipelines.detect import detect, detect_from_responses, plan_windows
+    from ..raster import RasterSource
 
-    if not args.raster.exists():
-        raise UserError(f"The raster {args.raster} does not exist: check the path.")
-    vector_driver(args.output)  # fail before any model loads on an unsupported extension
+    vector_driver(args.output)  # fail before any model loads: unsupported extension,
     options = build_options(args)
+    with RasterSource.open(args.raster, bands=options.bands) as source:  # bad raster, bands, region or tiles
+        plan_windows(source, options)
 
     if args.from_responses:
         if args.responses_out:
