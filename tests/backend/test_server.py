@@ -605,3 +605,22 @@ def test_single_turn_tasks_run_as_ask_jobs_and_need_their_inputs(engine, synth_s
     for result in results.values():  # the region shown to the model comes back on the map
         kinds = [f["properties"]["kind"] for f in result["features"]["features"]]
         assert "region" in kinds and str(epsg) in json.dumps(result["features"]["crs"])
+
+
+def test_a_cancelled_detection_keeps_no_half_written_responses_file(engine, synth_scene):
+    from rscovlm.server.jobs import responses_dir
+
+    raster, _truth = synth_scene
+    before = set(responses_dir().glob("*.jsonl")) if responses_dir().exists() else set()
+    with serving(create_app(engine, token=TOKEN, version="test")) as url:
+        api = client(url, TOKEN)
+        job = api.post("/v1/jobs/detect", json={"raster_path": str(raster), "tile_size": 128, "overlap": 0,
+                                                "max_new_tokens": 64}).json()["job_id"]
+        wait_until = time.monotonic() + 120
+        while api.get(f"/v1/jobs/{job}").json()["progress"]["done"] < 1:  # some tiles are on disk
+            assert time.monotonic() < wait_until
+            time.sleep(0.05)
+        assert any(responses_dir().glob("*.jsonl"))  # the run writes as it goes...
+        api.delete(f"/v1/jobs/{job}")
+        assert wait_for(api, job, {"succeeded", "failed", "cancelled"}, timeout=120)["state"] == "cancelled"
+    assert set(responses_dir().glob("*.jsonl")) == before  # ...and a cancelled run leaves nothing behind

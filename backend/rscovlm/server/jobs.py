@@ -343,14 +343,18 @@ def default_runners(batch_size: int | None = None) -> dict[str, Runner]:
             fields["bounds"] = request.region.as_tuple()
             fields["bounds_crs"] = request.region.crs
         responses_path = responses_file()
-        result = detect(
-            request.raster_path,
-            engine,
-            DetectOptions(**fields),
-            progress=progress,
-            should_cancel=should_cancel,
-            responses_out=responses_path,
-        )
+        try:
+            result = detect(
+                request.raster_path,
+                engine,
+                DetectOptions(**fields),
+                progress=progress,
+                should_cancel=should_cancel,
+                responses_out=responses_path,
+            )
+        except BaseException:
+            responses_path.unlink(missing_ok=True)  # a job with no result keeps no half-written file
+            raise
         collection = result.to_geojson()
         collection["rscovlm"]["responses_path"] = str(responses_path)
         return collection
