@@ -101,7 +101,7 @@ def test_lora_overfits_then_its_adapter_detects(small_data, tiny_model_dir, synt
     assert engine.describe()["adapter"] == str(out)
 
 
-def test_resume_continues_from_the_checkpoint(small_data, tiny_model_dir, tmp_path):
+def test_resume_continues_from_the_checkpoint(small_data, tiny_model_dir, tmp_path, caplog):
     out = tmp_path / "resumable"
     base = dict(data_dir=str(small_data), model=str(tiny_model_dir), output=str(out), batch_size=2,
                 learning_rate=1e-3, logging_steps=1, save_steps=2, device="cpu", augment=FAST,
@@ -110,8 +110,11 @@ def test_resume_continues_from_the_checkpoint(small_data, tiny_model_dir, tmp_pa
     assert first.global_step == 2 and (out / "checkpoints" / "checkpoint-2").is_dir()
     with pytest.raises(UserError, match="--resume"):
         train(TrainOptions(max_steps=4, **base))
-    second = train(TrainOptions(max_steps=4, resume=True, **base))
+    with caplog.at_level("WARNING", logger="rscovlm.training.train"):
+        second = train(TrainOptions(max_steps=4, resume=True, **base))
     assert second.global_step == 4
+    # a longer --max-steps than the checkpoint was planned for rebuilds the LR schedule: say so
+    assert "planned for 2 steps, with --max-steps 4" in caplog.text
     rows = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["loss"] is not None] == [1, 2, 3, 4]
     assert any(r["eval_loss"] is not None for r in rows)
