@@ -63,11 +63,11 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 # rope_theta: M-RoPE gives the temporal axis the fastest rotary frequencies, the height
 # axis the middle ones and the width axis the slowest. With Qwen's theta of 1e6 and only
 # 16 frequencies per head, the width frequencies are below 2e-4 rad per position: across
-# a 9-token-wide image the language model cannot tell one column from another, and a
-# model trained from scratch never learns where objects are (measured: predicted centres
-# no nearer the truth than random points). Qwen's 7B gets away with it through scale and
-# pre-training; the small model uses theta 20, which spreads the width axis over
-# 0.06-0.15 rad per position and the height axis over 0.19-0.47.
+# a 9-token-wide image the language model's attention cannot tell one column from
+# another. (Qwen's 7B has other routes to position, learnt at scale.) Trained from
+# scratch with theta 1e6, the small model placed boxes no nearer the truth than random
+# points; with theta 20 (width axis 0.06-0.15 rad per position, height 0.19-0.47) it
+# began to place them. The two runs differed in data too: see scripts/train_demo_model.sh.
 SIZES: dict[str, dict[str, dict]] = {
     "tiny": {
         "text": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
