@@ -13,7 +13,7 @@
 #          loss 6.86 (step 20) -> 1.21 (1000) -> 1.13 (2000) -> 1.05 (3000) -> 0.95 (4000)
 #          -> 0.80 (5000) -> 0.78 (6000); the second fall starts near step 3,300
 #   validation tiles (same scenes as training, overlapping training tiles): median centre
-#          error of the nearest prediction 75 px (step 1000), 58 (2500), 46 (3500), 25 (6000),
+#          error of the nearest prediction 58 px (step 2500), 46 (3500), 25 (6000),
 #          against about 104 px for random points
 #   held-out scenes 1001-1006 (41 planes and tanks): 40 detections, none at IoU > 0.5
 #          (best 0.21); DOTA_devkit and mmrotate mAP@0.5 = 0.0, mF1 0.0. Predictions lie a
