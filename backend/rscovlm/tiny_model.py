@@ -58,7 +58,7 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 
 # Model sizes. "tiny" (~1 M parameters) is for tests: it only has to run. "small"
 # (~6 M) is trained from scratch on the synthetic scenes (scripts/train_demo_model.sh).
-# Head dim stays 32 so M-RoPE 4+6+6 fits.
+# Head dim stays 32 so M-RoPE 4+6+6 (MROPE_SECTION) fits.
 #
 # rope_theta: M-RoPE gives the temporal axis the fastest rotary frequencies, the height
 # axis the middle ones and the width axis the slowest. With Qwen's theta of 1e6 and only
@@ -68,6 +68,7 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 # scratch with theta 1e6, the small model placed boxes no nearer the truth than random
 # points; with theta 20 (width axis 0.06-0.15 rad per position, height 0.19-0.47) it
 # began to place them. The two runs differed in data too: see scripts/train_demo_model.sh.
+MROPE_SECTION = (4, 6, 6)  # rotary frequency pairs for the temporal, height and width axes
 SIZES: dict[str, dict[str, dict]] = {
     "tiny": {
         "text": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
@@ -260,7 +261,7 @@ def _config(tokenizer, size: str = "tiny"):
         max_position_embeddings=32768,
         rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "rope_theta": SIZES[size]["rope_theta"],
-                         "mrope_section": [4, 6, 6]},
+                         "mrope_section": list(MROPE_SECTION)},
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],

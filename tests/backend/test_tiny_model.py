@@ -141,15 +141,17 @@ def test_small_size_builds_a_larger_model_that_loads_offline(tmp_path):
 
 def test_small_model_rope_can_tell_image_columns_apart():
     """M-RoPE gives the width axis the slowest frequencies: with Qwen's theta 1e6 and
-    16 frequencies the columns of a 9-token-wide image rotate by < 0.002 rad, which left a
-    model trained from scratch blind to x. The small size must keep them distinguishable."""
-    from rscovlm.tiny_model import SIZES
+    16 frequencies the columns of a 9-token-wide image rotate by < 0.002 rad, too little
+    for attention to tell them apart. The small size must keep them distinguishable."""
+    from rscovlm.tiny_model import MROPE_SECTION, SIZES
 
-    def width_frequencies(theta: float, pairs: int = 16, sections=(4, 6, 6)) -> list[float]:
-        start = sections[0] + sections[1]
-        return [theta ** (-i / pairs) for i in range(start, start + sections[2])]
+    def width_frequencies(size: str) -> list[float]:
+        text = SIZES[size]["text"]
+        pairs = text["hidden_size"] // text["num_attention_heads"] // 2
+        assert sum(MROPE_SECTION) == pairs
+        start = MROPE_SECTION[0] + MROPE_SECTION[1]
+        return [SIZES[size]["rope_theta"] ** (-i / pairs) for i in range(start, pairs)]
 
     columns = 9  # a 252 px input: 9 merged visual tokens across
-    small = width_frequencies(SIZES["small"]["rope_theta"])
-    assert max(small) * (columns - 1) > 1.0  # radians between the first and last column
-    assert max(width_frequencies(SIZES["tiny"]["rope_theta"])) * (columns - 1) < 0.01  # Qwen's own, kept for tests
+    assert max(width_frequencies("small")) * (columns - 1) > 1.0  # radians between the first and last column
+    assert max(width_frequencies("tiny")) * (columns - 1) < 0.01  # Qwen's own, kept for tests
