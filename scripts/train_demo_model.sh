@@ -45,6 +45,7 @@ TILE=${TILE:-256}               # 256 px tiles -> 252 x 252 model input, 81 visu
 OVERLAP=${OVERLAP:-128}         # training tiles: every object seen at several offsets
 TEST_OVERLAP=${TEST_OVERLAP:-64}
 KEEP_EMPTY=${KEEP_EMPTY:-0.1}   # share of object-free training tiles kept (they teach "There are none.")
+FLIP_ROTATE=${FLIP_ROTATE:-1}   # 1: each drawing is a random one of the tile's 8 flips / quarter turns
 MODEL_SIZE=${MODEL_SIZE:-small} # `make-tiny-model --size`: ~5.4 M parameters
 STEPS=${STEPS:-6000}            # optimiser steps
 BATCH=${BATCH:-8}
@@ -90,34 +91,39 @@ PY
 touch "$WORK/data/.ready"
 fi
 
-if [ ! -f "$WORK/model/config.json" ]; then
+if [ ! -f "$WORK/model/config.json" ] && [ -z "${SKIP_TRAIN:-}" ]; then
   echo ">> train (full, from scratch, $STEPS steps x $BATCH tiles, lr $LR)"
   $NICE "$RSCOVLM" train "$WORK/data" --model "$WORK/base" --output "$WORK/model" --method full --train-vision \
     --max-steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --device "$DEVICE" --no-resize --exact-prompt 1.0 \
-    --logging-steps 20 --save-steps 500 --seed "$SEED" --no-eval $( [ -d "$WORK/model" ] && echo --resume )
+    --logging-steps 20 --save-steps 500 --seed "$SEED" --no-eval $( [ "$FLIP_ROTATE" = 1 ] && echo --flip-rotate ) \
+    $( [ -d "$WORK/model" ] && echo --resume )
 fi
 
-echo ">> detect on the held-out scenes"
+# EVAL_MODEL=$WORK/model/checkpoints/checkpoint-N SKIP_TRAIN=1 measures a checkpoint while training runs.
+EVAL_MODEL=${EVAL_MODEL:-$WORK/model}
+EVAL=${EVAL:-$WORK/eval}
+echo ">> detect on the held-out scenes with $EVAL_MODEL"
+mkdir -p "$EVAL"
 for seed in $TEST_SEEDS; do
-  $NICE "$RSCOVLM" detect "$WORK/scenes/scene_$seed.tif" -o "$WORK/detections_$seed.gpkg" --model "$WORK/model" \
+  $NICE "$RSCOVLM" detect "$WORK/scenes/scene_$seed.tif" -o "$EVAL/detections_$seed.gpkg" --model "$EVAL_MODEL" \
     --classes "$CLASSES" --tile-size "$TILE" --overlap "$TEST_OVERLAP" --device "$DEVICE" --max-new-tokens 512
 done
 
 echo ">> evaluate (all held-out scenes together, one image per scene)"
-"$PYTHON" - "$WORK" "$TEST_SEEDS" <<'PY'
+"$PYTHON" - "$WORK" "$EVAL" "$TEST_SEEDS" <<'PY'
 import sys
 import geopandas as gpd
 import pandas as pd
-work, seeds = sys.argv[1], sys.argv[2].split()
+work, out, seeds = sys.argv[1], sys.argv[2], sys.argv[3].split()
 for kind in ("detections", "truth"):
     parts = []
     for seed in seeds:
-        path = f"{work}/{kind}_{seed}.gpkg" if kind == "detections" else f"{work}/scenes/truth_{seed}.gpkg"
+        path = f"{out}/{kind}_{seed}.gpkg" if kind == "detections" else f"{work}/scenes/truth_{seed}.gpkg"
         part = gpd.read_file(path)
         part["scene"] = f"scene_{seed}"
         parts.append(part)
-    gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs).to_file(f"{work}/heldout_{kind}.gpkg")
+    gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs).to_file(f"{out}/heldout_{kind}.gpkg")
 PY
-$NICE "$RSCOVLM" evaluate --pred "$WORK/heldout_detections.gpkg" --truth "$WORK/heldout_truth.gpkg" \
-  --image-field scene --classes "$CLASSES" --out "$WORK/eval"
+$NICE "$RSCOVLM" evaluate --pred "$EVAL/heldout_detections.gpkg" --truth "$EVAL/heldout_truth.gpkg" \
+  --image-field scene --classes "$CLASSES" --out "$EVAL/report"
 du -sh "$WORK/model"

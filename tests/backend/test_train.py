@@ -11,6 +11,7 @@ import pytest
 from rscovlm.errors import UserError
 from rscovlm.formats.detection import parse_detections
 from rscovlm.tiling import Window
+from rscovlm.training.augment import DIHEDRAL, dihedral_quads
 from rscovlm.training.dataset import IGNORE_INDEX, AugmentOptions, DetectionCollator, DetectionDataset, load_records
 from rscovlm.training.model_setup import LoraSettings
 from rscovlm.training.prepare import PrepareOptions, prepare_dataset
@@ -74,6 +75,50 @@ def test_random_resize_scales_the_boxes_along(small_data, tiny_model_dir):
     np.testing.assert_allclose(got, want, atol=1.0)
 
 
+@pytest.mark.parametrize("transpose", DIHEDRAL)
+def test_flips_and_quarter_turns_move_points_as_pil_moves_pixels(transpose):
+    from PIL import Image
+
+    width, height = 7, 4
+    pixels = [(0, 0), (6, 1), (2, 3)]
+    for px, py in pixels:
+        image = Image.new("L", (width, height))
+        image.putpixel((px, py), 255)
+        moved = image if transpose is None else image.transpose(Image.Transpose[transpose])
+        found = np.argwhere(np.asarray(moved) == 255)[0][::-1]          # (x, y) of the lit pixel
+        centre = np.array([[px + 0.5, py + 0.5] * 4])
+        mapped, size = dihedral_quads(centre, (width, height), transpose)
+        assert size == moved.size
+        np.testing.assert_allclose(mapped[0, :2], found + 0.5)
+
+
+def test_flip_rotate_keeps_every_object_on_its_pixels(small_data, tiny_model_dir):
+    """Each drawing's answer still marks the bright object pixels it marked before the turn."""
+    records = load_records(small_data, "train")
+    dataset = DetectionDataset(records, small_data, _processor(tiny_model_dir),
+                               AugmentOptions(resize=False, exact_prompt_probability=1.0, flip_rotate=True))
+    original_prompt, original = DetectionDataset(records, small_data, _processor(tiny_model_dir), FAST).conversation(
+        0, random.Random(0))
+    base = np.asarray(original_prompt[1]["content"][0]["image"], dtype=np.float64)
+    base_parsed = parse_detections(original[2]["content"][0]["text"], records[0].classes)
+    seen = set()
+    for seed in range(12):
+        prompt, full = dataset.conversation(0, random.Random(seed))
+        image = np.asarray(prompt[1]["content"][0]["image"], dtype=np.float64)
+        parsed = parse_detections(full[2]["content"][0]["text"], records[0].classes)
+        assert sorted(parsed.labels) == sorted(base_parsed.labels)
+        seen.add(image.tobytes())
+        # the mean colour inside each box is the same as in the untouched tile, object by object
+        def box_means(img, quads):
+            out = []
+            for q in quads.reshape(-1, 4, 2):
+                (x0, y0), (x1, y1) = q.min(axis=0).astype(int), np.ceil(q.max(axis=0)).astype(int)
+                out.append(img[y0:y1, x0:x1].mean())
+            return sorted(out)
+        np.testing.assert_allclose(box_means(image, parsed.quads), box_means(base, base_parsed.quads), rtol=0.02)
+    assert len(seen) >= 5        # several of the eight symmetries were drawn
+
+
 def test_lora_overfits_then_its_adapter_detects(small_data, tiny_model_dir, synth_scene, tmp_path):
     from rscovlm.engines.transformers_engine import TransformersEngine
     from rscovlm.pipelines.detect import DetectOptions, detect
@@ -108,6 +153,8 @@ def test_resume_continues_from_the_checkpoint(small_data, tiny_model_dir, tmp_pa
                 show_progress=False, evaluate=True)
     first = train(TrainOptions(max_steps=2, **base))
     assert first.global_step == 2 and (out / "checkpoints" / "checkpoint-2").is_dir()
+    # a checkpoint carries the processor, so it loads in `detect --model` as it is
+    assert (out / "checkpoints" / "checkpoint-2" / "processor_config.json").is_file()
     with pytest.raises(UserError, match="--resume"):
         train(TrainOptions(max_steps=4, **base))
     with caplog.at_level("WARNING", logger="rscovlm.training.train"):

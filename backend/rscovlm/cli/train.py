@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-pixels", type=int, default=224 * 224, help="random resizing: smallest input area")
     parser.add_argument("--max-pixels", type=int, default=1008 * 1008, help="random resizing: largest input area")
     parser.add_argument("--no-resize", action="store_true", help="train at the prepared size only")
+    parser.add_argument("--flip-rotate", action="store_true",
+                        help="random flips and quarter turns of each tile, boxes moved along (overhead imagery has no 'up')")
     parser.add_argument("--exact-prompt", type=float, default=0.5, metavar="P",
                         help="probability of the exact prompt instead of a paraphrase (default 0.5)")
     parser.add_argument("--train-vision", action="store_true", help="full method: train the vision tower too")
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, train_vision=args.train_vision,
         augment=AugmentOptions(resize=not args.no_resize, min_pixels=args.min_pixels,
                                max_pixels=args.max_pixels, exact_prompt_probability=args.exact_prompt,
-                               seed=args.seed),
+                               flip_rotate=args.flip_rotate, seed=args.seed),
     )
     result = train(options)
     final = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"

@@ -18,7 +18,7 @@ import numpy as np
 from rscovlm.errors import UserError
 from rscovlm.formats.prompts import categories_text, detection_prompt
 
-from .augment import random_input_size, sample_user_prompt
+from .augment import DIHEDRAL, dihedral_quads, random_input_size, sample_user_prompt
 from .records import TileRecord, read_jsonl
 from .targets import render_answer, scale_quads
 
@@ -33,6 +33,7 @@ class AugmentOptions:
     min_pixels: int = 224 * 224
     max_pixels: int = 1008 * 1008
     exact_prompt_probability: float = 0.5
+    flip_rotate: bool = False    # a random one of the 8 flips / quarter turns per drawing
     seed: int = 0
 
 
@@ -74,13 +75,18 @@ class DetectionDataset:
 
         record = self.records[index]
         image = Image.open(self.data_dir / record.image).convert("RGB")
+        quads = np.array([obj.quad for obj in record.objects], dtype=np.float64).reshape(-1, 8)
+        if self.augment.flip_rotate:
+            transpose = rng.choice(DIHEDRAL)
+            quads, _ = dihedral_quads(quads, (image.width, image.height), transpose)
+            if transpose is not None:
+                image = image.transpose(Image.Transpose[transpose])
         size = (image.width, image.height)
         new_size = size
         if self.augment.resize:
             new_size = random_input_size(size[0], size[1], rng, self.augment.min_pixels, self.augment.max_pixels)
             if new_size != size:
                 image = image.resize(new_size, Image.Resampling.BICUBIC)
-        quads = np.array([obj.quad for obj in record.objects], dtype=np.float64).reshape(-1, 8)
         answer = render_answer(scale_quads(quads, size, new_size), [o.label for o in record.objects], new_size)
         user = sample_user_prompt(categories_text(record.classes), rng, self.augment.exact_prompt_probability)
         prompt = [

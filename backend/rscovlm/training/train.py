@@ -214,6 +214,7 @@ def train(options: TrainOptions) -> TrainResult:
         train_dataset=train_set,
         eval_dataset=eval_set,
         data_collator=DetectionCollator(processor.tokenizer.pad_token_id),
+        processing_class=processor,      # saved into every checkpoint, so one loads in `detect` as it is
         callbacks=[LossLogCallback(out)],
     )
     trainer.train(resume_from_checkpoint=True if options.resume else None)
