@@ -126,4 +126,7 @@ for kind in ("detections", "truth"):
 PY
 $NICE "$RSCOVLM" evaluate --pred "$EVAL/heldout_detections.gpkg" --truth "$EVAL/heldout_truth.gpkg" \
   --image-field scene --classes "$CLASSES" --out "$EVAL/report"
+echo ">> how near the boxes come (a signal while mAP is still 0)"
+"$PYTHON" scripts/localisation_error.py --pred "$EVAL/heldout_detections.gpkg" --truth "$EVAL/heldout_truth.gpkg" \
+  --image-field scene --classes "$CLASSES"
 du -sh "$WORK/model"
