@@ -83,7 +83,8 @@ def main() -> None:
     layers: list[list[np.ndarray]] = []
     targets, tile_of, objects = [], [], []
     classes = records[0].classes if records else []
-    token_px = 14 * engine.model.config.vision_config.spatial_merge_size
+    vision = engine.model.config.vision_config
+    token_px = vision.patch_size * vision.spatial_merge_size
     for index, record in enumerate(records[: args.tiles]):
         image = Image.open(f"{args.data}/{record.image}").convert("RGB")
         system, user = detection_prompt(record.classes)

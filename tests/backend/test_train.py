@@ -92,13 +92,22 @@ def test_flips_and_quarter_turns_move_points_as_pil_moves_pixels(transpose):
         np.testing.assert_allclose(mapped[0, :2], found + 0.5)
 
 
+def _box_means(image: np.ndarray, quads: np.ndarray) -> list[float]:
+    """The mean colour inside each box's bounds, sorted."""
+    means = []
+    for quad in quads.reshape(-1, 4, 2):
+        (x0, y0), (x1, y1) = quad.min(axis=0).astype(int), np.ceil(quad.max(axis=0)).astype(int)
+        means.append(image[y0:y1, x0:x1].mean())
+    return sorted(means)
+
+
 def test_flip_rotate_keeps_every_object_on_its_pixels(small_data, tiny_model_dir):
     """Each drawing's answer still marks the bright object pixels it marked before the turn."""
     records = load_records(small_data, "train")
-    dataset = DetectionDataset(records, small_data, _processor(tiny_model_dir),
+    processor = _processor(tiny_model_dir)
+    dataset = DetectionDataset(records, small_data, processor,
                                AugmentOptions(resize=False, exact_prompt_probability=1.0, flip_rotate=True))
-    original_prompt, original = DetectionDataset(records, small_data, _processor(tiny_model_dir), FAST).conversation(
-        0, random.Random(0))
+    original_prompt, original = DetectionDataset(records, small_data, processor, FAST).conversation(0, random.Random(0))
     base = np.asarray(original_prompt[1]["content"][0]["image"], dtype=np.float64)
     base_parsed = parse_detections(original[2]["content"][0]["text"], records[0].classes)
     seen = set()
@@ -109,13 +118,7 @@ def test_flip_rotate_keeps_every_object_on_its_pixels(small_data, tiny_model_dir
         assert sorted(parsed.labels) == sorted(base_parsed.labels)
         seen.add(image.tobytes())
         # the mean colour inside each box is the same as in the untouched tile, object by object
-        def box_means(img, quads):
-            out = []
-            for q in quads.reshape(-1, 4, 2):
-                (x0, y0), (x1, y1) = q.min(axis=0).astype(int), np.ceil(q.max(axis=0)).astype(int)
-                out.append(img[y0:y1, x0:x1].mean())
-            return sorted(out)
-        np.testing.assert_allclose(box_means(image, parsed.quads), box_means(base, base_parsed.quads), rtol=0.02)
+        np.testing.assert_allclose(_box_means(image, parsed.quads), _box_means(base, base_parsed.quads), rtol=0.02)
     assert len(seen) >= 5        # several of the eight symmetries were drawn
 
 
