@@ -58,6 +58,10 @@ DEVICE=${DEVICE:-cpu}
 # The compact classes: a 5 M-parameter model trained for an hour on a CPU can place
 # objects that span several of its 28 px visual tokens, not 4 px wide cars.
 CLASSES=${CLASSES:-"plane,storage tank"}
+FORM=${FORM:-quad}              # answer form (quad | hbb): prepare, train and detect all use it
+INIT=${INIT:-}                  # start from this model instead of a random one (a second stage)
+DATA=${DATA:-$WORK/data$( [ "$FORM" = quad ] || echo "-$FORM" )}
+MODEL=${MODEL:-$WORK/model$( [ "$FORM" = quad ] || echo "-$FORM" )}
 NICE="nice -n ${NICENESS:-10}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 IFS=',' read -r -a class_list <<< "$CLASSES"
@@ -76,13 +80,13 @@ for seed in $TRAIN_SEEDS; do
   rasters+=("$WORK/scenes/scene_$seed.tif"); labels+=("$WORK/scenes/truth_$seed.gpkg")
 done
 
-if [ ! -f "$WORK/data/.ready" ]; then
-echo ">> prepare ($TILE px tiles, overlap $OVERLAP, classes: $CLASSES)"
-rm -rf "$WORK/data"
-$NICE "$RSCOVLM" prepare "$WORK/data" --raster "${rasters[@]}" --labels "${labels[@]}" \
+if [ ! -f "$DATA/.ready" ]; then
+echo ">> prepare ($TILE px tiles, overlap $OVERLAP, classes: $CLASSES, form $FORM)"
+rm -rf "$DATA"
+$NICE "$RSCOVLM" prepare "$DATA" --form "$FORM" --raster "${rasters[@]}" --labels "${labels[@]}" \
   --tile-size "$TILE" --overlap "$OVERLAP" --val-fraction 0.02 --seed "$SEED" --classes "${class_list[@]}" --quiet
 # Most tiles are empty of these classes: keep a fixed, seeded share of them.
-"$PYTHON" - "$WORK/data/train.jsonl" "$KEEP_EMPTY" "$SEED" <<'PY'
+"$PYTHON" - "$DATA/train.jsonl" "$KEEP_EMPTY" "$SEED" <<'PY'
 import json, random, sys
 path, keep, seed = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(seed)
@@ -91,25 +95,25 @@ kept = [l for l in lines if json.loads(l)["objects"] or rng.random() < keep]
 open(path, "w", encoding="utf-8").write("\n".join(kept) + "\n")
 print(f"   kept {len(kept)} of {len(lines)} training tiles")
 PY
-touch "$WORK/data/.ready"
+touch "$DATA/.ready"
 fi
 
-if [ ! -f "$WORK/model/config.json" ] && [ -z "${SKIP_TRAIN:-}" ]; then
-  echo ">> train (full, from scratch, $STEPS steps x $BATCH tiles, lr $LR)"
-  $NICE "$RSCOVLM" train "$WORK/data" --model "$WORK/base" --output "$WORK/model" --method full --train-vision \
+if [ ! -f "$MODEL/config.json" ] && [ -z "${SKIP_TRAIN:-}" ]; then
+  echo ">> train (full, from ${INIT:-scratch}, $STEPS steps x $BATCH tiles, lr $LR)"
+  $NICE "$RSCOVLM" train "$DATA" --model "${INIT:-$WORK/base}" --output "$MODEL" --method full --train-vision \
     --max-steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --device "$DEVICE" --no-resize --exact-prompt 1.0 \
     --logging-steps 20 --save-steps 500 --seed "$SEED" --no-eval $( [ "$FLIP_ROTATE" = 1 ] && echo --flip-rotate ) \
-    $( [ -d "$WORK/model" ] && echo --resume )
+    $( [ -d "$MODEL" ] && echo --resume )
 fi
 
 # EVAL_MODEL=$WORK/model/checkpoints/checkpoint-N SKIP_TRAIN=1 measures a checkpoint while training runs.
-EVAL_MODEL=${EVAL_MODEL:-$WORK/model}
-EVAL=${EVAL:-$WORK/eval}
+EVAL_MODEL=${EVAL_MODEL:-$MODEL}
+EVAL=${EVAL:-$WORK/eval$( [ "$FORM" = quad ] || echo "-$FORM" )}
 echo ">> detect on the held-out scenes with $EVAL_MODEL"
 mkdir -p "$EVAL"
 for seed in $TEST_SEEDS; do
   $NICE "$RSCOVLM" detect "$WORK/scenes/scene_$seed.tif" -o "$EVAL/detections_$seed.gpkg" --model "$EVAL_MODEL" \
-    --classes "$CLASSES" --tile-size "$TILE" --overlap "$TEST_OVERLAP" --device "$DEVICE" --max-new-tokens 512
+    --classes "$CLASSES" --tile-size "$TILE" --overlap "$TEST_OVERLAP" --device "$DEVICE" --max-new-tokens 512 --form "$FORM"
 done
 
 echo ">> evaluate (all held-out scenes together, one image per scene)"
@@ -132,4 +136,4 @@ $NICE "$RSCOVLM" evaluate --pred "$EVAL/heldout_detections.gpkg" --truth "$EVAL/
 echo ">> how near the boxes come (a signal while mAP is still 0)"
 "$PYTHON" scripts/localisation_error.py --pred "$EVAL/heldout_detections.gpkg" --truth "$EVAL/heldout_truth.gpkg" \
   --image-field scene --classes "$CLASSES"
-du -sh "$WORK/model"
+du -sh "$EVAL_MODEL"

@@ -15,7 +15,7 @@ from rscovlm.training.augment import DIHEDRAL, dihedral_quads
 from rscovlm.training.dataset import IGNORE_INDEX, AugmentOptions, DetectionCollator, DetectionDataset, load_records
 from rscovlm.training.model_setup import LoraSettings
 from rscovlm.training.prepare import PrepareOptions, prepare_dataset
-from rscovlm.training.records import write_jsonl
+from rscovlm.training.records import TileRecord, write_jsonl
 from rscovlm.training.sources import vector_image
 from rscovlm.training.train import TrainOptions, train
 
@@ -120,6 +120,44 @@ def test_flip_rotate_keeps_every_object_on_its_pixels(small_data, tiny_model_dir
         # the mean colour inside each box is the same as in the untouched tile, object by object
         np.testing.assert_allclose(_box_means(image, parsed.quads), _box_means(base, base_parsed.quads), rtol=0.02)
     assert len(seen) >= 5        # several of the eight symmetries were drawn
+
+
+def test_hbb_form_is_drawn_in_its_own_form(synth_scene, tiny_model_dir, tmp_path):
+    """`prepare --form hbb` records train with the hbb system prompt and x1,y1,x2,y2 answers, resized or turned."""
+    from rscovlm.formats.prompts import SYSTEM_PROMPT_HBB
+
+    raster, truth = synth_scene
+    prepare_dataset([vector_image(raster, truth)], tmp_path, PrepareOptions(tile_size=256, overlap=0, form="hbb"),
+                    show_progress=False)
+    records = [r for r in load_records(tmp_path, "train") if r.objects]
+    assert records and {r.form for r in records} == {"hbb"}
+    assert records[0].messages[0]["content"] == SYSTEM_PROMPT_HBB
+    dataset = DetectionDataset(records, tmp_path, _processor(tiny_model_dir),
+                               AugmentOptions(min_pixels=300 * 300, max_pixels=700 * 700, flip_rotate=True))
+    for seed in range(4):
+        prompt, full = dataset.conversation(0, random.Random(seed))
+        image = prompt[1]["content"][0]["image"]
+        answer = full[2]["content"][0]["text"]
+        assert prompt[0]["content"][0]["text"] == SYSTEM_PROMPT_HBB
+        assert all(len(line.split(" ")[0].split(",")) == 4 for line in answer.splitlines())
+        boxes = parse_detections(answer, records[0].classes, form="hbb").quads.reshape(-1, 4, 2)
+        assert boxes.shape[0] == len(records[0].objects)
+        assert (boxes[..., 0] <= image.width).all() and (boxes[..., 1] <= image.height).all()
+        # every box is axis-aligned: two distinct x values and two distinct y values
+        assert all(len(set(b[:, 0])) == 2 and len(set(b[:, 1])) == 2 for b in boxes)
+    # untouched, each box is the rounded bounds of its object's quad (clipped to the tile)
+    _, full = DetectionDataset(records, tmp_path, dataset.processor, FAST).conversation(0, random.Random(0))
+    boxes = parse_detections(full[2]["content"][0]["text"], records[0].classes, form="hbb").quads.reshape(-1, 4, 2)
+    quads = np.array([o.quad for o in records[0].objects]).reshape(-1, 4, 2).clip(0, records[0].size[0])
+    got = sorted(map(tuple, np.c_[boxes.min(axis=1), boxes.max(axis=1)].tolist()))
+    want = sorted(map(tuple, np.rint(np.c_[quads.min(axis=1), quads.max(axis=1)]).tolist()))
+    np.testing.assert_allclose(got, want, atol=1.0)
+
+
+def test_records_without_a_form_are_quad(small_data):
+    line = json.loads((small_data / "train.jsonl").read_text().splitlines()[0])
+    line.pop("form")
+    assert TileRecord.from_dict(line).form == "quad"
 
 
 def test_lora_overfits_then_its_adapter_detects(small_data, tiny_model_dir, synth_scene, tmp_path):

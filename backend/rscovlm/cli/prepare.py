@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default 0)")
     parser.add_argument("--classes", nargs="+", default=None, metavar="NAME",
                         help="classes to train on and list in the prompt (default: every class in the labels)")
+    parser.add_argument("--form", choices=["quad", "json", "hbb"], default="quad",
+                        help="answer form the model learns: quad (oriented polygons, RSCoVLM's own; default), "
+                        "hbb (x1,y1,x2,y2: half the coordinates, no angle) or json; detect with the same --form")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("Two rasters share a file name; rename them so that their tiles get distinct names.")
     options = PrepareOptions(
         tile_size=args.tile_size, overlap=args.overlap, val_fraction=args.val_fraction,
-        seed=args.seed, classes=_class_list(args.classes),
+        seed=args.seed, classes=_class_list(args.classes), form=args.form,
     )
     summary = prepare_dataset(images, args.out_dir, options, show_progress=not args.quiet)
     print(format_summary(summary))

@@ -52,7 +52,7 @@ def _system_text(record: TileRecord) -> str:
         if message.get("role") == "system":
             content = message["content"]
             return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
-    return detection_prompt(record.classes)[0]
+    return detection_prompt(record.classes, record.form)[0]
 
 
 class DetectionDataset:
@@ -87,8 +87,12 @@ class DetectionDataset:
             new_size = random_input_size(size[0], size[1], rng, self.augment.min_pixels, self.augment.max_pixels)
             if new_size != size:
                 image = image.resize(new_size, Image.Resampling.BICUBIC)
-        answer = render_answer(scale_quads(quads, size, new_size), [o.label for o in record.objects], new_size)
-        user = sample_user_prompt(categories_text(record.classes), rng, self.augment.exact_prompt_probability)
+        labels = [o.label for o in record.objects]
+        answer = render_answer(scale_quads(quads, size, new_size), labels, new_size, record.form)
+        if record.form == "json":   # the JSON form has its own request; the paraphrases ask for plain text
+            user = detection_prompt(record.classes, "json")[1]
+        else:
+            user = sample_user_prompt(categories_text(record.classes), rng, self.augment.exact_prompt_probability)
         prompt = [
             {"role": "system", "content": [{"type": "text", "text": _system_text(record)}]},
             {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": user}]},

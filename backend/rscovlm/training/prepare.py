@@ -146,6 +146,7 @@ def prepare_dataset(
                         id=tile_id, image=rel_path, source=str(image.image_path),
                         window=list(window.as_tuple()), size=list(size_wh), classes=classes,
                         objects=objects, messages=build_messages(system, user, rel_path, answer),
+                        form=options.form,
                     ))
 
     if not records:

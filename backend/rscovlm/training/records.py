@@ -37,6 +37,7 @@ class TileRecord:
     objects: list[TileObject] = field(default_factory=list)
     split: str = "train"
     messages: list[dict] = field(default_factory=list)
+    form: str = "quad"         # the answer form (formats.prompts.FORMS); files without it are quad
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
