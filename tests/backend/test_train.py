@@ -57,6 +57,35 @@ def test_labels_cover_only_the_answer(small_data, tiny_model_dir):
     assert int(batch["image_grid_thw"].shape[0]) == 2
 
 
+def test_training_sees_the_positions_inference_sees(small_data, tiny_model_dir):
+    """The answer's first token is predicted from the same state in a training batch as in generation.
+
+    transformers 5 puts image tokens on M-RoPE's 2-D grid only when the batch carries
+    ``mm_token_type_ids``; a collator that drops it trains on positions inference never uses.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    processor = _processor(tiny_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, local_files_only=True).eval()
+    dataset = DetectionDataset(load_records(small_data, "train"), small_data, processor, FAST)
+    batch = DetectionCollator(processor.tokenizer.pad_token_id)([dataset[0], dataset[1]])
+    first = int((batch["labels"][0] != IGNORE_INDEX).nonzero()[0])
+    prompt, _ = dataset.conversation(0, random.Random(0))
+    image = prompt[1]["content"][0]["image"]
+    area = image.width * image.height
+    inference = processor.apply_chat_template(   # as TransformersEngine builds a request
+        [prompt], add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
+        processor_kwargs={"size": {"shortest_edge": min(area, 56 * 56), "longest_edge": max(area, 1008 * 1008)}},
+    )
+    with torch.no_grad():
+        generating = model(**inference).logits[0, -1]
+        training = model(**batch).logits[0, first - 1]
+        without_types = model(**{k: v for k, v in batch.items() if k != "mm_token_type_ids"}).logits[0, first - 1]
+    torch.testing.assert_close(training, generating, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(without_types, generating, atol=1e-2)   # the check can tell the two apart
+
+
 def test_random_resize_scales_the_boxes_along(small_data, tiny_model_dir):
     records = load_records(small_data, "train")
     dataset = DetectionDataset(records, small_data, _processor(tiny_model_dir),

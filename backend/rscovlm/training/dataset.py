@@ -25,6 +25,7 @@ from .targets import render_answer, scale_quads
 __all__ = ["IGNORE_INDEX", "AugmentOptions", "DetectionDataset", "DetectionCollator", "load_records"]
 
 IGNORE_INDEX = -100
+IMAGE_KEYS = ("pixel_values", "image_grid_thw")   # per image, concatenated; every other key is per token
 
 
 @dataclass(frozen=True)
@@ -126,13 +127,12 @@ class DetectionDataset:
         ends = (input_ids == im_end).nonzero().flatten()
         if len(ends) and ends[-1] >= n_prompt:
             labels[int(ends[-1]) + 1:] = IGNORE_INDEX   # what follows the answer's <|im_end|>
-        return {
-            "input_ids": input_ids,
-            "attention_mask": encoded["attention_mask"][0],
-            "labels": labels,
-            "pixel_values": encoded["pixel_values"],
-            "image_grid_thw": encoded["image_grid_thw"],
-        }
+        # Everything the processor gives goes to the model, as at inference: transformers 5
+        # places image tokens on M-RoPE's 2-D grid only when it sees ``mm_token_type_ids``;
+        # without it they get 1-D positions and the model learns a layout it never meets again.
+        sample = {key: value if key in IMAGE_KEYS else value[0] for key, value in encoded.items()}
+        sample["labels"] = labels
+        return sample
 
 
 class DetectionCollator:
@@ -145,17 +145,12 @@ class DetectionCollator:
         import torch
 
         length = max(len(f["input_ids"]) for f in features)
+        fill = {"input_ids": self.pad_token_id, "labels": IGNORE_INDEX}   # others (masks, token types): 0
 
-        def pad(key: str, value: int) -> torch.Tensor:
-            out = torch.full((len(features), length), value, dtype=features[0][key].dtype)
+        def pad(key: str) -> torch.Tensor:
+            out = torch.full((len(features), length), fill.get(key, 0), dtype=features[0][key].dtype)
             for row, f in enumerate(features):
                 out[row, : len(f[key])] = f[key]
             return out
 
-        return {
-            "input_ids": pad("input_ids", self.pad_token_id),
-            "attention_mask": pad("attention_mask", 0),
-            "labels": pad("labels", IGNORE_INDEX),
-            "pixel_values": torch.cat([f["pixel_values"] for f in features]),
-            "image_grid_thw": torch.cat([f["image_grid_thw"] for f in features]),
-        }
+        return {key: torch.cat([f[key] for f in features]) if key in IMAGE_KEYS else pad(key) for key in features[0]}
