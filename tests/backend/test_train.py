@@ -78,12 +78,32 @@ def test_training_sees_the_positions_inference_sees(small_data, tiny_model_dir):
         [prompt], add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
         processor_kwargs={"size": {"shortest_edge": min(area, 56 * 56), "longest_edge": max(area, 1008 * 1008)}},
     )
-    with torch.no_grad():
+    assert bool(batch["logits_to_keep"][0, first - 1]) and not bool(batch["logits_to_keep"][0, : first - 1].any())
+    with torch.no_grad():   # the batch keeps only labelled positions' logits: row 0's first is the answer's first
         generating = model(**inference).logits[0, -1]
-        training = model(**batch).logits[0, first - 1]
-        without_types = model(**{k: v for k, v in batch.items() if k != "mm_token_type_ids"}).logits[0, first - 1]
+        training = model(**batch).logits[0]
+        without_types = model(**{k: v for k, v in batch.items() if k != "mm_token_type_ids"}).logits[0]
     torch.testing.assert_close(training, generating, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(without_types, generating, atol=1e-2)   # the check can tell the two apart
+
+
+def test_answer_only_logits_give_the_full_loss(small_data, tiny_model_dir):
+    """Projecting only the labelled positions onto the vocabulary changes the cost, not the loss."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    processor = _processor(tiny_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, local_files_only=True).eval()
+    dataset = DetectionDataset(load_records(small_data, "train"), small_data, processor, FAST)
+    batch = DetectionCollator(processor.tokenizer.pad_token_id)([dataset[0], dataset[1], dataset[2]])
+    full = {k: v for k, v in batch.items() if k not in ("logits_to_keep", "shift_labels")}
+    with torch.no_grad():
+        kept = model(**batch)
+        reference = model(**full)
+    labelled = int((batch["labels"] != IGNORE_INDEX).sum())
+    assert kept.logits.shape[0] == len(batch["shift_labels"]) == labelled
+    assert reference.logits.shape[:2] == batch["input_ids"].shape
+    torch.testing.assert_close(kept.loss, reference.loss, atol=1e-5, rtol=1e-5)
 
 
 def test_random_resize_scales_the_boxes_along(small_data, tiny_model_dir):
@@ -235,6 +255,35 @@ def test_resume_continues_from_the_checkpoint(small_data, tiny_model_dir, tmp_pa
     rows = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["loss"] is not None] == [1, 2, 3, 4]
     assert any(r["eval_loss"] is not None for r in rows)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_resume_goes_on_from_the_checkpoint_weights(small_data, tiny_model_dir, tmp_path, method):
+    """A resumed run starts from the checkpoint's weights, not the base model's.
+
+    Resuming a finished run takes no step, so what it saves must equal the checkpoint.
+    (transformers 5's Trainer reloads full Qwen2.5-VL checkpoints under the wrong key names
+    and, unfixed, went on from the base weights.)
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / method
+    options = dict(data_dir=str(small_data), model=str(tiny_model_dir), output=str(out), method=method,
+                   max_steps=2, save_steps=2, learning_rate=1e-2, batch_size=2, device="cpu", augment=FAST,
+                   evaluate=False, show_progress=False)
+    train(TrainOptions(**options))
+    weights = "model.safetensors" if method == "full" else "adapter_model.safetensors"
+    checkpoint = load_file(out / "checkpoints" / "checkpoint-2" / weights)
+    (out / weights).unlink()
+    train(TrainOptions(resume=True, **options))
+    resumed = load_file(out / weights)
+    assert resumed.keys() == checkpoint.keys()
+    for name, tensor in checkpoint.items():
+        torch.testing.assert_close(resumed[name], tensor, msg=name)
+    if method == "full":   # and the checkpoint differs from the base, so the check can fail
+        base = load_file(tiny_model_dir / "model.safetensors")
+        assert any(not torch.equal(base[name], tensor) for name, tensor in checkpoint.items())
 
 
 def test_full_fine_tuning_writes_a_loadable_model(small_data, tiny_model_dir, tmp_path):

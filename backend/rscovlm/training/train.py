@@ -127,9 +127,8 @@ def _check_options(options: TrainOptions, checkpoint_dir: Path) -> None:
 
 def _warn_if_schedule_changes(options: TrainOptions, checkpoint: Path) -> None:
     """Resuming with another --max-steps rebuilds the cosine schedule for the new length,
-    so the learning rate jumps back up. Measured on the demo model (scripts/
-    train_demo_model.sh): resuming a 4,500-step run at step 2,500 as a 9,000-step run
-    raised the rate from 4.5e-4 to 8.5e-4 and the loss from 1.09 to 2.4."""
+    so the learning rate jumps (on the demo model, from 4.5e-4 to 8.5e-4 at step 2,500 of
+    a 4,500-step run resumed as a 9,000-step one)."""
     try:
         planned = int(json.loads((checkpoint / "trainer_state.json").read_text())["max_steps"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -143,10 +142,34 @@ def _warn_if_schedule_changes(options: TrainOptions, checkpoint: Path) -> None:
         )
 
 
+def _trainer_class():
+    """The Hugging Face Trainer, with full-model checkpoints reloaded under the model's own key names.
+
+    transformers 5 writes Qwen2.5-VL weights under the original checkpoint names
+    (``visual.*``, ``model.layers.*``) and its Trainer reloads a full-model checkpoint with
+    a raw, non-strict ``load_state_dict``: no key matches, nothing is loaded, and a resumed
+    full fine-tune would silently go on from the initial weights (its loss jumps back up).
+    ``from_pretrained`` knows the renaming; adapters, DeepSpeed and FSDP keep their own paths.
+    """
+    from transformers import Trainer
+
+    class DetectionTrainer(Trainer):
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            model = model if model is not None else self.model
+            if hasattr(model, "peft_config") or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype)
+            model.load_state_dict(saved.state_dict(), strict=True)
+            log.info("Weights reloaded from %s", resume_from_checkpoint)
+            return None
+
+    return DetectionTrainer
+
+
 def train(options: TrainOptions) -> TrainResult:
     """Fine-tune as ``options`` say; write the model/adapter, processor, loss log and curve to the output."""
     import torch
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
     from rscovlm.engines.transformers_engine import resolve_model_folder
 
@@ -208,7 +231,7 @@ def train(options: TrainOptions) -> TrainResult:
         seed=options.seed,
         disable_tqdm=not options.show_progress,
     )
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=train_set,
