@@ -113,8 +113,8 @@ def test_area_rule_keeps_objects_whole_and_marks_truncation():
 
 
 def _write_dota(root, width, height, label_text, name="P0001"):
-    (root / "images").mkdir(parents=True)
-    (root / "labelTxt").mkdir()
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labelTxt").mkdir(exist_ok=True)
     Image.fromarray(np.full((height, width, 3), 90, np.uint8)).save(root / "images" / f"{name}.png")
     (root / "labelTxt" / f"{name}.txt").write_text(label_text)
 
@@ -135,6 +135,26 @@ def test_dota_folder_keeps_empty_tiles_with_the_none_answer(tmp_path):
     assert [r.messages[2]["content"] for r in records[1:]] == [NONE_ANSWER, NONE_ANSWER]
     assert summary.empty_tiles["train"] == 2
     assert records[0].messages[1]["content"][1]["text"] == "find the plane, small vehicle."
+
+
+def test_workers_cut_images_in_parallel_with_the_same_output(tmp_path):
+    """Several images cut by two processes give the very records and PNGs one process gives."""
+    for k in range(3):
+        _write_dota(tmp_path / "dota", 700 + 50 * k, 512,
+                    f"{20 + k},20,60,20,60,40,20,40 plane 0\n".replace(",", " "), name=f"P{k}")
+    images = dota_images(tmp_path / "dota")
+    outputs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        summary = prepare_dataset(images, out, PrepareOptions(val_fraction=0.3), show_progress=False, workers=workers)
+        outputs[workers] = (
+            [vars(r) for name in ("train", "val")
+             for r in read_jsonl(out / f"{name}.jsonl")],
+            {p.name: p.read_bytes() for p in sorted((out / "images").iterdir())},
+            summary.tiles,
+        )
+    assert len(outputs[1][0]) == 6 and sum(outputs[1][2].values()) == 6
+    assert outputs[2] == outputs[1]
 
 
 def test_split_is_deterministic_and_by_tile():

@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--form", choices=["quad", "json", "hbb"], default="quad",
                         help="answer form the model learns: quad (oriented polygons, RSCoVLM's own; default), "
                         "hbb (x1,y1,x2,y2: half the coordinates, no angle) or json; detect with the same --form")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="cut N images at once, in separate processes (default 1; the output is the same)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -69,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         tile_size=args.tile_size, overlap=args.overlap, val_fraction=args.val_fraction,
         seed=args.seed, classes=_class_list(args.classes), form=args.form,
     )
-    summary = prepare_dataset(images, args.out_dir, options, show_progress=not args.quiet)
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1; got {args.workers}.")
+    summary = prepare_dataset(images, args.out_dir, options, show_progress=not args.quiet, workers=args.workers)
     print(format_summary(summary))
     print(f"wrote {summary.out_dir}/train.jsonl, val.jsonl, summary.json and images/")
     return 0

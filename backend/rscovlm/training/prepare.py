@@ -87,13 +87,86 @@ def _prompt_classes(images: Sequence[LabelledImage], options: PrepareOptions) ->
         )
     return found
 
+@dataclass(frozen=True)
+class _ImagePlan:
+    """Everything one process needs to cut one image."""
+
+    image: LabelledImage
+    windows: list
+    out: Path
+    classes: list[str]
+    system: str
+    user: str
+    options: PrepareOptions
+
+
+@dataclass
+class _ImageCut:
+    records: list[TileRecord]
+    nodata_tiles: int
+    unassigned: int
+
+
+def _cut_image(plan: _ImagePlan) -> _ImageCut:
+    """Assign one image's objects to its tiles; write each tile's PNG; return its records (split unset)."""
+    from rscovlm.raster import RasterSource
+
+    image, options = plan.image, plan.options
+    assignments, unassigned = assign_to_tiles(image.quads, plan.windows, options.min_area_ratio)
+    records: list[TileRecord] = []
+    nodata = 0
+    with RasterSource.open(image.image_path) as source:
+        for assignment in assignments:
+            window = assignment.window
+            tile = _tile_image(source, window, model_input_size(window.height, window.width))
+            if tile is None:
+                nodata += 1
+                continue
+            tile_id = f"{image.name}_{window.col_off}_{window.row_off}"
+            rel_path = f"images/{tile_id}.png"
+            tile.save(plan.out / rel_path)
+            size_wh = (tile.width, tile.height)
+            idx = assignment.indexes
+            quads = image_to_input(image.quads[idx], size_wh, window)
+            labels = [image.labels[k] for k in idx]
+            objects = [
+                TileObject(quad=[round(float(v), 3) for v in quad], label=label,
+                           truncated=bool(trunc), difficult=bool(image.difficult[k]))
+                for quad, label, trunc, k in zip(quads, labels, assignment.truncated, idx)
+            ]
+            answer = render_answer(quads, labels, size_wh, options.form)
+            records.append(TileRecord(
+                id=tile_id, image=rel_path, source=str(image.image_path),
+                window=list(window.as_tuple()), size=list(size_wh), classes=plan.classes,
+                objects=objects, messages=build_messages(plan.system, plan.user, rel_path, answer),
+                form=options.form,
+            ))
+    return _ImageCut(records, nodata, len(unassigned))
+
+
+def _map(function, items: list, workers: int):
+    """``map`` in order, in ``workers`` processes when there is more than one."""
+    if workers <= 1 or len(items) <= 1:
+        yield from map(function, items)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        yield from pool.map(function, items)
+
+
 def prepare_dataset(
     images: Sequence[LabelledImage],
     out_dir: str | Path,
     options: PrepareOptions = PrepareOptions(),
     show_progress: bool = True,
+    workers: int = 1,
 ) -> PrepareSummary:
-    """Cut ``images`` into model-ready tiles with conversations; write them under ``out_dir``."""
+    """Cut ``images`` into model-ready tiles with conversations; write them under ``out_dir``.
+
+    ``workers`` > 1 cuts that many images at once, in separate processes (one image is
+    always cut by one process); the output is the same whatever the number.
+    """
     from tqdm.auto import tqdm
 
     from rscovlm.raster import RasterSource
@@ -113,41 +186,15 @@ def prepare_dataset(
         summary.notes.extend(image.notes)
         with RasterSource.open(image.image_path) as source:
             windows = tile_windows(source.width, source.height, options.tile_size, options.overlap)
-        plans.append((image, windows))
-    total = sum(len(windows) for _, windows in plans)
+        plans.append(_ImagePlan(image, windows, out, classes, system, user, options))
+    total = sum(len(plan.windows) for plan in plans)
 
     with tqdm(total=total, unit="tile", desc="prepare", disable=not show_progress) as bar:
-        for image, windows in plans:
-            assignments, unassigned = assign_to_tiles(image.quads, windows, options.min_area_ratio)
-            summary.objects_in_no_tile += len(unassigned)
-            with RasterSource.open(image.image_path) as source:
-                for assignment in assignments:
-                    window = assignment.window
-                    input_hw = model_input_size(window.height, window.width)
-                    tile = _tile_image(source, window, input_hw)
-                    bar.update(1)
-                    if tile is None:
-                        summary.tiles_skipped_nodata += 1
-                        continue
-                    tile_id = f"{image.name}_{window.col_off}_{window.row_off}"
-                    rel_path = f"images/{tile_id}.png"
-                    tile.save(out / rel_path)
-                    size_wh = (tile.width, tile.height)
-                    idx = assignment.indexes
-                    quads = image_to_input(image.quads[idx], size_wh, window)
-                    labels = [image.labels[k] for k in idx]
-                    objects = [
-                        TileObject(quad=[round(float(v), 3) for v in quad], label=label,
-                                   truncated=bool(trunc), difficult=bool(image.difficult[k]))
-                        for quad, label, trunc, k in zip(quads, labels, assignment.truncated, idx)
-                    ]
-                    answer = render_answer(quads, labels, size_wh, options.form)
-                    records.append(TileRecord(
-                        id=tile_id, image=rel_path, source=str(image.image_path),
-                        window=list(window.as_tuple()), size=list(size_wh), classes=classes,
-                        objects=objects, messages=build_messages(system, user, rel_path, answer),
-                        form=options.form,
-                    ))
+        for plan, cut in zip(plans, _map(_cut_image, plans, workers)):
+            records.extend(cut.records)
+            summary.tiles_skipped_nodata += cut.nodata_tiles
+            summary.objects_in_no_tile += cut.unassigned
+            bar.update(len(plan.windows))
 
     if not records:
         raise UserError("No tile with valid pixels was found in the input imagery; check the images and their nodata.")
