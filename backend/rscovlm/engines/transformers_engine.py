@@ -36,8 +36,8 @@ _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # sensitive (box coordinates come from it), the output head decides every token.
 _KEEP_FULL_PRECISION = ["visual", "lm_head"]
 CPU_FALLBACK_NOTE = (
-    "No CUDA GPU is available, so the model runs on the CPU in float32: expect minutes "
-    "per tile instead of seconds."
+    "No CUDA GPU is available, so the model runs on the CPU in float32: a 7B model takes "
+    "minutes per tile instead of seconds."
 )
 
 
@@ -149,7 +149,7 @@ def plan_loading(
             raise UserError(f"--device {device} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s).")
         device = f"cuda:{index}"
     else:
-        notes.append("Running on the CPU as asked: expect minutes per tile instead of seconds.")
+        notes.append("Running on the CPU as asked: a 7B model takes minutes per tile instead of seconds.")
 
     on_cuda = device.startswith("cuda")
     if dtype == "auto":
