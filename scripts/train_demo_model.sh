@@ -8,14 +8,21 @@
 #   carry mm_token_type_ids, so image tokens get the same 2-D M-RoPE positions in training
 #   as in generation; before, every run below trained on 1-D positions).
 #   Loss: 1.32 (step 1000) -> 1.22 (1500) -> 1.07 (3500), as before the fix (1.24 at 1000,
-#   1.00 at 4000). Stopped at step 3,900 of 10,000: nothing was localising.
-#   Held-out scenes 1001-1020 (101 planes, 44 tanks) at step 3,500: see the issue note.
+#   1.00 at 4000).
+#   Held-out scenes 1001-1020 (101 planes, 44 tanks), DOTA_devkit mAP@0.5 (random-score
+#   mAP_nc) and scripts/localisation_error.py (median centre distance, share of objects
+#   holding a predicted centre; random centres in brackets):
+#     step 3,500: mAP 0.006; planes 30 m (155), 31 % (2 %); tanks 32 m (232), 11 % (0 %)
+#     step 4,500: mAP 0.012; planes 27 m (171), 29 % (4 %); tanks 25 m (230), 23 % (0 %)
+#   (session 3's final model: 1 plane in 26 held a predicted centre). The run was resumed
+#   at step 3,500 with the same command, once `--resume` reloaded full-model weights.
 #   What scripts/answer_accuracy.py shows (teacher-forced, step 3,500, 400 training tiles):
-#     - the first digit of x1 is right 0.33 of the time, against 0.46 for always guessing
-#       the commonest digit; y1 0.53 against 0.49: the model writes no position;
+#     - the first digit of x1 (the top vertex's x, which also depends on the object's
+#       turn) is right 0.33 of the time, against 0.46 for always guessing the commonest
+#       digit; y1 0.53 against 0.49: it does not yet write the first vertex;
 #     - yet on single-object tiles a linear probe reads the object's centre from the state
 #       that predicts x1 with R^2 0.78 (x) and 0.76 (y): it knows roughly where the object
-#       is and has not learnt to write it as digits.
+#       is (as the held-out centres above show) and has not learnt to write its vertices.
 #   Pilots on single-object tiles only (5,002 tiles, 800-1,000 steps each): x1's first digit
 #   stayed at its prior with rope_theta 20 (the small size's), 1e6 (Qwen's own) and 1000
 #   with mrope_section 2,7,7. Nothing in the rope settings unlocks it at this budget.
