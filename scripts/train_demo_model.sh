@@ -186,6 +186,9 @@ du -sh "$EVAL_MODEL"
 
 if [ -n "${SHIP:-}" ]; then
   echo ">> ship $EVAL_MODEL as resources/demo-model"
+  for f in config.json model.safetensors; do   # a full model, not an adapter or a half-written folder
+    [ -f "$EVAL_MODEL/$f" ] || { echo "SHIP: $EVAL_MODEL has no $f; ship a full model folder (train --method full)." >&2; exit 2; }
+  done
   mkdir -p resources/demo-model
   for f in config.json generation_config.json model.safetensors processor_config.json tokenizer.json \
       tokenizer_config.json chat_template.jinja training_info.json loss_curve.png; do
