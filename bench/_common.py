@@ -1,8 +1,8 @@
 """Shared pieces of the benchmarks: a large test raster and an instant engine.
 
-The instant engine answers every tile at once with a realistic detection text, so the
-figures measure the pipeline itself (reads, resizing, parsing, merging, georeferencing,
-writing), not a model.
+The instant engine (``rscovlm.engines.scripted.ScriptedEngine`` with a fixed answer)
+answers every tile at once with a realistic detection text, so the figures measure the
+pipeline itself (reads, resizing, parsing, merging, georeferencing, writing), not a model.
 """
 
 from __future__ import annotations
@@ -12,13 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
+from rscovlm.engines.scripted import ScriptedEngine
 
-class InstantEngine:
-    """Returns a fixed, plausible answer per tile: a few oriented boxes of two classes."""
 
-    batch_size = 8
+class InstantEngine(ScriptedEngine):
+    """The scripted engine with a fixed, plausible answer per tile: a few oriented boxes of two classes.
 
-    def __init__(self, objects_per_tile: int = 6):
+    ``seconds_per_token`` (default 0: instant) makes each batch take as long as a model
+    writing its longest answer would, for benchmarks that model stragglers.
+    """
+
+    def __init__(self, objects_per_tile: int = 6, batch_size: int = 8, seconds_per_token: float = 0.0):
         rng = np.random.default_rng(0)
         lines = []
         for i in range(objects_per_tile):
@@ -29,12 +33,8 @@ class InstantEngine:
             coords = ",".join(f"{round(x)},{round(y)}" for x, y in corners)
             lines.append(f"{coords} {'small vehicle' if i % 2 else 'ship'}")
         self.answer = "\n".join(lines)
-
-    def generate(self, conversations, max_new_tokens: int = 1024):
-        return [self.answer for _ in conversations]
-
-    def describe(self) -> dict:
-        return {"model": "instant (benchmark)", "device": "none"}
+        super().__init__(self.answer, batch_size=batch_size, seconds_per_token=seconds_per_token,
+                         name="instant (benchmark)", keep_conversations=False, max_records=0)
 
 
 def write_large_raster(path: Path, size: int, block: int = 512) -> Path:

@@ -248,10 +248,6 @@
       <translation>RSCoVLM：正在询问影像</translation>
     </message>
     <message>
-      <source>The backend reported that the question failed.</source>
-      <translation>后端报告提问失败。</translation>
-    </message>
-    <message>
       <source>The question failed unexpectedly: {error}</source>
       <translation>提问意外失败：{error}</translation>
     </message>
@@ -532,16 +528,16 @@
       <translation>导出检测结果</translation>
     </message>
     <message>
+      <source>Detection not started.</source>
+      <translation>检测未开始。</translation>
+    </message>
+    <message>
       <source>Detection cancelled.</source>
       <translation>检测已取消。</translation>
     </message>
     <message>
       <source>{layer} detections</source>
       <translation>{layer} 检测结果</translation>
-    </message>
-    <message>
-      <source>{count} objects found in {name}.</source>
-      <translation>在 {name} 中找到 {count} 个目标。</translation>
     </message>
     <message>
       <source>Exported to {path}.</source>
@@ -554,6 +550,10 @@
     <message>
       <source>Detecting objects in {name}…</source>
       <translation>正在检测 {name} 中的目标…</translation>
+    </message>
+    <message>
+      <source>Detection over “{name}” asks the model about {tiles} tiles of {size} px. On a GPU that takes roughly a second per tile with the 7B model, much longer on a CPU. Start it? (A smaller area: canvas extent or a drawn rectangle.)</source>
+      <translation>对“{name}”的检测需要模型处理 {tiles} 个 {size} 像素的瓦片。7B 模型在 GPU 上每个瓦片约需一秒，在 CPU 上要慢得多。是否开始？（较小的范围：画布范围或绘制的矩形。）</translation>
     </message>
     <message>
       <source>The backend returned no result.</source>
@@ -570,6 +570,10 @@
     <message>
       <source>Asking questions about the map is not available in this version.</source>
       <translation>此版本不支持对地图提问。</translation>
+    </message>
+    <message>
+      <source>The backend reported that the job failed.</source>
+      <translation>后端报告任务失败。</translation>
     </message>
     <message>
       <source>Class</source>
@@ -788,10 +792,6 @@
       <translation>任务 {job} 已在后端排队。</translation>
     </message>
     <message>
-      <source>The backend reported that the job {state}.</source>
-      <translation>后端报告任务状态为 {state}。</translation>
-    </message>
-    <message>
       <source>The layer's data could not be prepared for export.</source>
       <translation>无法为导出准备图层数据。</translation>
     </message>
@@ -828,6 +828,10 @@
       <translation>RSCoVLM：正在检查后端</translation>
     </message>
     <message>
+      <source>{count} objects found in {name}.</source>
+      <translation>在 {name} 中找到 {count} 个目标。</translation>
+    </message>
+    <message>
       <source>{s} s</source>
       <translation>{s} 秒</translation>
     </message>
@@ -844,16 +848,32 @@
       <translation>大约还需 {time}</translation>
     </message>
     <message>
+      <source>{n} dense tiles were asked again as sub-tiles.</source>
+      <translation>{n} 个密集瓦片已拆分为子瓦片重新询问。</translation>
+    </message>
+    <message>
+      <source>{n} answers were still cut by the token budget: objects there may be missing.</source>
+      <translation>{n} 个回答仍被令牌预算截断：那里可能遗漏目标。</translation>
+    </message>
+    <message>
+      <source>{n} tiles failed and have no answer: run the detection again.</source>
+      <translation>{n} 个瓦片失败，没有回答：请重新运行检测。</translation>
+    </message>
+    <message>
       <source>RSCoVLM: detecting objects in {name}</source>
       <translation>RSCoVLM：正在检测 {name} 中的目标</translation>
     </message>
     <message>
-      <source>The backend reported that the job failed.</source>
-      <translation>后端报告任务失败。</translation>
-    </message>
-    <message>
       <source>Detection failed unexpectedly: {error}</source>
       <translation>检测意外失败：{error}</translation>
+    </message>
+    <message>
+      <source>The backend reported that the job {state}.</source>
+      <translation type="vanished">后端报告任务状态为 {state}。</translation>
+    </message>
+    <message>
+      <source>The backend reported that the question failed.</source>
+      <translation type="vanished">后端报告提问失败。</translation>
     </message>
   </context>
 </TS>

@@ -29,6 +29,7 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -41,8 +42,16 @@ from .client import BackendClient
 from .jobs import JobProgress
 from .layers import DRIVERS, ExportError, add_result, detections_layer, export_layer
 from .params import DOTA_CLASSES, ParamsError, params_for_layer, parse_classes
-from .settings import DetectChoices, PluginSettings
-from .tasks import DetectOutcome, DetectTask, format_progress
+from .settings import (
+    LARGE_RUN_TILES,
+    OVERLAP,
+    TILE_SIZE,
+    TILE_SIZE_MAX,
+    TILE_SIZE_MIN,
+    DetectChoices,
+    PluginSettings,
+)
+from .tasks import DetectOutcome, DetectTask, format_outcome, format_progress
 from .translation import tr
 
 TITLE = "RSCoVLM"
@@ -106,14 +115,14 @@ class DetectPanel(QWidget):
 
         options = QFormLayout()
         self.tile_size = QSpinBox(self)
-        self.tile_size.setRange(64, 2048)
+        self.tile_size.setRange(TILE_SIZE_MIN, TILE_SIZE_MAX)
         self.tile_size.setSingleStep(64)
-        self.tile_size.setValue(512)
+        self.tile_size.setValue(TILE_SIZE)
         self.tile_size.setSuffix(tr(" px"))
         options.addRow(tr("Tile size"), self.tile_size)
         self.overlap = QSpinBox(self)
-        self.overlap.setRange(0, 1024)
-        self.overlap.setValue(100)
+        self.overlap.setRange(0, TILE_SIZE_MAX // 2)
+        self.overlap.setValue(OVERLAP)
         self.overlap.setSuffix(tr(" px"))
         options.addRow(tr("Overlap"), self.overlap)
         self.max_mode = QCheckBox(tr("Max mode (largest model input: finer, slower)"), self)
@@ -300,6 +309,9 @@ class DetectPanel(QWidget):
             self._report_error(str(error))
             return
         self.remember_choices()
+        if params.tiles > LARGE_RUN_TILES and not self.confirm_large_run(params):
+            self.run_label.setText(tr("Detection not started."))
+            return
         if params.export is not None:
             self.iface.messageBar().pushMessage(
                 TITLE,
@@ -317,6 +329,21 @@ class DetectPanel(QWidget):
         self._set_running(True)
         self.run_label.setText(tr("Detecting objects in {name}…").format(name=params.layer_name))
         QgsApplication.taskManager().addTask(self.detect_task)
+
+    def confirm_large_run(self, params) -> bool:
+        """Ask before a run over many tiles (hours on a GPU, days on a CPU)."""
+        answer = QMessageBox.question(
+            self,
+            TITLE,
+            tr(
+                "Detection over “{name}” asks the model about {tiles} tiles of {size} px. On a GPU that "
+                "takes roughly a second per tile with the 7B model, much longer on a CPU. Start it? "
+                "(A smaller area: canvas extent or a drawn rectangle.)"
+            ).format(name=params.layer_name, tiles=f"{params.tiles:,}", size=params.tile_size),
+            QMessageBox.Yes | QMessageBox.No,
+            QMessageBox.No,
+        )
+        return answer == QMessageBox.Yes
 
     def cancel(self) -> None:
         if self.detect_task is not None:
@@ -348,9 +375,12 @@ class DetectPanel(QWidget):
         self.last_layer = layer
         self.export_button.setEnabled(True)
         self.progress_bar.setValue(100)
-        message = tr("{count} objects found in {name}.").format(count=layer.featureCount(), name=params.layer_name)
+        message, complete = format_outcome(layer.featureCount(), params.layer_name, outcome.geojson)
         self.run_label.setText(message)
-        self.iface.messageBar().pushMessage(TITLE, message, Qgis.Success, 5)
+        if complete:
+            self.iface.messageBar().pushMessage(TITLE, message, Qgis.Success, 5)
+        else:
+            self.iface.messageBar().pushMessage(TITLE, message, Qgis.Warning, 0)
 
     def _set_running(self, running: bool) -> None:
         self.detect_button.setEnabled(not running)

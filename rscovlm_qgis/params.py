@@ -8,6 +8,7 @@ instead: the task writes them to a temporary GeoTIFF first.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 
@@ -21,6 +22,7 @@ from qgis.core import (
     QgsRectangle,
 )
 
+from .settings import OVERLAP, TILE_SIZE
 from .translation import tr
 
 Bounds = tuple[float, float, float, float]  # minx, miny, maxx, maxy
@@ -59,14 +61,15 @@ class DetectParams:
     crs_authid: str          # e.g. "EPSG:32633"; empty for CRSs without an authority code
     crs_wkt: str
     classes: tuple[str, ...] | None = None   # None: the backend's full DOTA list
-    tile_size: int = 512
-    overlap: int = 100
+    tile_size: int = TILE_SIZE
+    overlap: int = OVERLAP
     max_mode: bool = False
     region: Bounds | None = None             # None: the whole raster
     region_crs: str = ""                     # CRS of ``region``; empty: the layer's
     max_new_tokens: int | None = None        # answer budget per tile; None: the backend's default
     export: ExportPlan | None = None         # set when the layer must be written to a file first
     layer_id: str = ""                       # the source layer in the project (to find earlier results)
+    tiles: int = 0                           # how many tiles the backend will ask about (before splits)
 
     def to_request(self) -> dict:
         """The body of ``POST /v1/jobs/detect``: only what differs from the backend's defaults."""
@@ -154,17 +157,24 @@ def local_raster_path(layer: QgsRasterLayer) -> str:
     return os.path.abspath(path)
 
 
-def export_plan(
+def tile_count(width: int, height: int, tile_size: int, overlap: int) -> int:
+    """How many tiles the backend's grid puts on a width x height area (rscovlm.tiling's rule)."""
+
+    def along(length: int) -> int:
+        if length <= tile_size:
+            return 1
+        return math.ceil((length - tile_size) / (tile_size - overlap)) + 1
+
+    return along(int(width)) * along(int(height))
+
+
+def area_in_pixels(
     layer: QgsRasterLayer,
     region: Bounds | None,
     region_crs: QgsCoordinateReferenceSystem | None,
     fallback_resolution: float | None = None,
-) -> ExportPlan:
-    """Window and pixel size for writing ``layer`` to a GeoTIFF at its own resolution.
-
-    Tiled services have no single size: their finest native resolution is used, then the
-    canvas's (``fallback_resolution``, in layer units) when the service declares none.
-    """
+) -> tuple[QgsRectangle, int, int]:
+    """The chosen area of ``layer`` in its CRS, and its size in the layer's own pixels."""
     extent = layer.extent()
     if region is not None:
         wanted = QgsRectangle(*region)
@@ -186,8 +196,21 @@ def export_plan(
             )
         )
     resolution = _layer_resolution(layer, fallback_resolution)
-    width = max(1, round(extent.width() / resolution))
-    height = max(1, round(extent.height() / resolution))
+    return extent, max(1, round(extent.width() / resolution)), max(1, round(extent.height() / resolution))
+
+
+def export_plan(
+    layer: QgsRasterLayer,
+    region: Bounds | None,
+    region_crs: QgsCoordinateReferenceSystem | None,
+    fallback_resolution: float | None = None,
+) -> ExportPlan:
+    """Window and pixel size for writing ``layer`` to a GeoTIFF at its own resolution.
+
+    Tiled services have no single size: their finest native resolution is used, then the
+    canvas's (``fallback_resolution``, in layer units) when the service declares none.
+    """
+    extent, width, height = area_in_pixels(layer, region, region_crs, fallback_resolution)
     if width * height > MAX_EXPORT_PIXELS:
         raise ParamsError(
             tr(
@@ -224,8 +247,8 @@ def _layer_resolution(layer: QgsRasterLayer, fallback: float | None) -> float:
 def params_for_layer(
     layer: QgsRasterLayer | None,
     classes: tuple[str, ...] | None = None,
-    tile_size: int = 512,
-    overlap: int = 100,
+    tile_size: int = TILE_SIZE,
+    overlap: int = OVERLAP,
     max_mode: bool = False,
     region: Bounds | None = None,
     max_new_tokens: int | None = None,
@@ -250,9 +273,10 @@ def params_for_layer(
     export = None
     if allow_export and gdal_file_path(layer) is None:
         export = export_plan(layer, region, region_crs, fallback_resolution)
-        raster_path = ""
+        raster_path, width, height = "", export.width, export.height
     else:
         raster_path = local_raster_path(layer)
+        _, width, height = area_in_pixels(layer, region, region_crs, fallback_resolution)
     return DetectParams(
         raster_path=raster_path,
         layer_name=layer.name(),
@@ -267,4 +291,5 @@ def params_for_layer(
         max_new_tokens=max_new_tokens,
         export=export,
         layer_id=layer.id(),
+        tiles=tile_count(width, height, tile_size, overlap),
     )

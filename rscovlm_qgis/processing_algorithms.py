@@ -37,7 +37,7 @@ from .jobs import JobCancelled, JobFailed, JobProgress, follow_job
 from .layers import crs_of_collection, detections_layer, polygons_of
 from .params import ParamsError, params_for_layer, parse_classes
 from .raster_export import RasterExportError, temporary_tif, write_geotiff
-from .settings import PluginSettings
+from .settings import OVERLAP, TILE_SIZE, TILE_SIZE_MAX, TILE_SIZE_MIN, PluginSettings
 from .translation import tr
 
 POLL_S = 0.5
@@ -113,9 +113,11 @@ class DetectObjectsAlgorithm(_BackendAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.CLASSES, tr("Classes (comma separated; empty: all DOTA classes)"), defaultValue="", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            self.TILE_SIZE, tr("Tile size (px)"), QgsProcessingParameterNumber.Integer, 512, minValue=64, maxValue=2048))
+            self.TILE_SIZE, tr("Tile size (px)"), QgsProcessingParameterNumber.Integer, TILE_SIZE,
+            minValue=TILE_SIZE_MIN, maxValue=TILE_SIZE_MAX))
         self.addParameter(QgsProcessingParameterNumber(
-            self.OVERLAP, tr("Overlap (px)"), QgsProcessingParameterNumber.Integer, 100, minValue=0, maxValue=1024))
+            self.OVERLAP, tr("Overlap (px)"), QgsProcessingParameterNumber.Integer, OVERLAP, minValue=0,
+            maxValue=TILE_SIZE_MAX // 2))
         self.addParameter(QgsProcessingParameterBoolean(self.MAX_MODE, tr("Max mode (largest model input)"), False))
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, tr("Area (empty: whole layer)"), optional=True))
         self.addParameter(QgsProcessingParameterFeatureSink(

@@ -14,6 +14,13 @@ from pathlib import Path
 from qgis.core import QgsSettings
 
 DEFAULT_BACKEND_URL = "http://127.0.0.1:8765"
+# The backend's tiling defaults and limits (rscovlm.defaults; a test keeps the two equal:
+# the plugin imports nothing from the backend).
+TILE_SIZE = 512
+OVERLAP = 100
+TILE_SIZE_MIN = 64
+TILE_SIZE_MAX = 2048
+LARGE_RUN_TILES = 2000  # the plugin asks before a run over more tiles than this
 _PREFIX = "rscovlm/"
 
 
@@ -87,8 +94,8 @@ class DetectChoices:
 
     unticked: list[str] = field(default_factory=list)  # DOTA classes switched off
     own_classes: str = ""
-    tile_size: int = 512
-    overlap: int = 100
+    tile_size: int = TILE_SIZE
+    overlap: int = OVERLAP
     max_mode: bool = False
 
     @classmethod
@@ -98,8 +105,8 @@ class DetectChoices:
         return cls(
             unticked=[name for name in unticked.split(",") if name],
             own_classes=store.value(_DETECT + "own_classes", "", type=str) or "",
-            tile_size=store.value(_DETECT + "tile_size", 512, type=int) or 512,
-            overlap=store.value(_DETECT + "overlap", 100, type=int),
+            tile_size=store.value(_DETECT + "tile_size", TILE_SIZE, type=int) or TILE_SIZE,
+            overlap=store.value(_DETECT + "overlap", OVERLAP, type=int),
             max_mode=store.value(_DETECT + "max_mode", False, type=bool),
         )
 

@@ -48,6 +48,27 @@ def format_progress(progress: JobProgress) -> str:
     return text
 
 
+def format_outcome(count: int, layer_name: str, geojson: dict[str, Any]) -> tuple[str, bool]:
+    """The message after a detection, and whether it is complete.
+
+    Nothing is dropped silently: tiles asked again as sub-tiles (dense scenes), answers
+    still cut by the token budget and tiles the backend gave up on are all said.
+    """
+    summary = geojson.get("rscovlm") or {}
+    parts = [tr("{count} objects found in {name}.").format(count=count, name=layer_name)]
+    split = int(summary.get("tiles_split") or 0)
+    incomplete = len(summary.get("tiles_incomplete") or [])
+    failed = len(summary.get("tiles_failed") or [])
+    if split:
+        parts.append(tr("{n} dense tiles were asked again as sub-tiles.").format(n=split))
+    if incomplete:
+        parts.append(tr("{n} answers were still cut by the token budget: objects there may be missing.")
+                     .format(n=incomplete))
+    if failed:
+        parts.append(tr("{n} tiles failed and have no answer: run the detection again.").format(n=failed))
+    return " ".join(parts), not (incomplete or failed)
+
+
 def format_duration(seconds: float) -> str:
     seconds = max(0, round(seconds))
     if seconds < 60:

@@ -17,3 +17,13 @@ class NotFoundError(UserError):
 
 class CancelledError(Exception):
     """A job was cancelled cooperatively (between batches)."""
+
+
+class EngineUnavailableError(UserError):
+    """The model engine kept failing on a request after its retries (the server, not the input).
+
+    A pipeline records the tile it was answering as failed and goes on; a run in which
+    nothing gets through stops with this sentence.
+    """
+
+    http_status = 503

@@ -9,45 +9,106 @@ Areas are what a GIS user expects to read in an attribute table: planar area in 
 projected CRS (converted from the CRS's linear unit to metres), geodesic area on the
 CRS's own ellipsoid in a geographic CRS (planar "square degrees" would be meaningless),
 and NaN when the raster has no CRS.
+
+A raster placed by ground control points or RPCs instead of a geotransform has no affine
+that says where its pixels are; ``RasterSource`` then gives a :class:`PointMapping` (GDAL's
+own GCP or RPC transformer) as its ``transform``, and every function here takes either.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import shapely
 from affine import Affine
 from pyproj import CRS
 
-__all__ = ["pixel_to_map", "pixel_polygons_to_map", "polygon_areas_m2"]
+__all__ = [
+    "PointMapping",
+    "map_to_pixel",
+    "pixel_polygons_to_map",
+    "pixel_to_map",
+    "points_to_pixel",
+    "polygon_areas_m2",
+]
 
 
-def _apply_affine(xy: np.ndarray, transform: Affine) -> np.ndarray:
-    """Map an (..., 2) array of pixel coordinates through the full affine."""
+@runtime_checkable
+class PointMapping(Protocol):
+    """Pixel <-> map coordinates that no affine describes (GCPs, RPCs).
+
+    Pixel coordinates follow the module's convention (corner of the top-left pixel at
+    0, 0); arrays are 1-D float64 of equal length, and a point that cannot be mapped
+    comes back as NaN.
+    """
+
+    def pixel_to_map(self, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def map_to_pixel(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+Transform = Affine | PointMapping
+
+
+def _apply(xy: np.ndarray, transform: Transform, inverse: bool = False) -> np.ndarray:
+    """Map an (..., 2) array of points through the full affine (or the point mapping)."""
+    xy = np.asarray(xy, dtype=np.float64)
     x, y = xy[..., 0], xy[..., 1]
     out = np.empty_like(xy, dtype=np.float64)
-    out[..., 0] = transform.a * x + transform.b * y + transform.c
-    out[..., 1] = transform.d * x + transform.e * y + transform.f
+    if isinstance(transform, Affine):
+        t = ~transform if inverse else transform
+        out[..., 0] = t.a * x + t.b * y + t.c
+        out[..., 1] = t.d * x + t.e * y + t.f
+        return out
+    if not isinstance(transform, PointMapping):
+        raise TypeError(f"transform must be an affine.Affine or a PointMapping, not {type(transform).__name__}")
+    if xy.size == 0:
+        return out
+    convert = transform.map_to_pixel if inverse else transform.pixel_to_map
+    u, v = convert(x.reshape(-1), y.reshape(-1))
+    out[..., 0] = np.asarray(u, dtype=np.float64).reshape(x.shape)
+    out[..., 1] = np.asarray(v, dtype=np.float64).reshape(y.shape)
     return out
 
 
-def pixel_to_map(quads_img: np.ndarray, transform: Affine) -> np.ndarray:
-    """Quads (N, 8) in image pixels -> the same quads (N, 8) in the raster's map CRS."""
-    quads = np.asarray(quads_img, dtype=np.float64)
+def _quads(quads: np.ndarray) -> np.ndarray | None:
+    quads = np.asarray(quads, dtype=np.float64)
     if quads.size == 0:
-        return np.zeros((0, 8), dtype=np.float64)
+        return None
     if quads.ndim != 2 or quads.shape[1] != 8:
         raise ValueError(f"quads must have shape (N, 8); got {quads.shape}")
-    points = quads.reshape(-1, 4, 2)
-    return _apply_affine(points, transform).reshape(-1, 8)
+    return quads
 
 
-def pixel_polygons_to_map(polygons: Any, transform: Affine) -> np.ndarray:
+def pixel_to_map(quads_img: np.ndarray, transform: Transform) -> np.ndarray:
+    """Quads (N, 8) in image pixels -> the same quads (N, 8) in the raster's map CRS."""
+    quads = _quads(quads_img)
+    if quads is None:
+        return np.zeros((0, 8), dtype=np.float64)
+    return _apply(quads.reshape(-1, 4, 2), transform).reshape(-1, 8)
+
+
+def map_to_pixel(quads_map: np.ndarray, transform: Transform) -> np.ndarray:
+    """Quads (N, 8) in the raster's map CRS -> image pixels (the inverse of pixel_to_map)."""
+    quads = _quads(quads_map)
+    if quads is None:
+        return np.zeros((0, 8), dtype=np.float64)
+    return _apply(quads.reshape(-1, 4, 2), transform, inverse=True).reshape(-1, 8)
+
+
+def points_to_pixel(xs: Any, ys: Any, transform: Transform) -> tuple[np.ndarray, np.ndarray]:
+    """Map points (1-D arrays in the raster's CRS) -> (cols, rows) in image pixels."""
+    xy = np.column_stack([np.ravel(xs), np.ravel(ys)]).astype(np.float64)
+    out = _apply(xy, transform, inverse=True)
+    return out[:, 0], out[:, 1]
+
+
+def pixel_polygons_to_map(polygons: Any, transform: Transform) -> np.ndarray:
     """Shapely geometries in image pixels -> geometries in map coordinates (vectorised)."""
     geoms = np.asarray(polygons, dtype=object)
-    return shapely.transform(geoms, lambda xy: _apply_affine(xy, transform))
+    return shapely.transform(geoms, lambda xy: _apply(xy, transform))
 
 
 def _linear_unit_to_metres(crs: CRS) -> float:

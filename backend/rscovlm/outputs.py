@@ -1,15 +1,16 @@
 """Detections as GIS data: a GeoDataFrame, vector files written atomically, GeoJSON, DOTA text.
 
 Files are written next to the target under a temporary name and moved into place with
-``os.replace``, so a crash, a full disk or a cancelled job never leaves a half-written
-GeoPackage that QGIS would open as if it were complete, nor destroys a previous result.
+``os.replace`` (:mod:`rscovlm.atomic`), so a crash, a full disk or a cancelled job never
+leaves a half-written GeoPackage that QGIS would open as if it were complete, nor destroys
+a previous result. :func:`check_output_path` says before any model loads whether an
+output path can be written at all.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,12 +21,15 @@ import numpy as np
 import pandas as pd
 from pyproj import CRS
 
+from rscovlm.atomic import atomic_write, atomic_write_with
 from rscovlm.errors import UserError
 
 __all__ = [
     "DETECTION_COLUMNS",
     "VECTOR_DRIVERS",
     "build_detections_gdf",
+    "check_output_path",
+    "vector_driver",
     "write_vector",
     "to_geojson_dict",
     "write_dota",
@@ -100,44 +104,55 @@ def _write_with_pyogrio(gdf: gpd.GeoDataFrame, path: Path, driver: str, layer: s
         pyogrio.write_dataframe(gdf, path, driver=driver, layer=layer, geometry_type=_geometry_type(gdf))
 
 
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """Refuse, with a sentence, a vector output that could not be written; else return it.
+
+    Meant to run before a model loads, so a typo in ``-o`` costs a second, not the
+    minutes of a model load and a whole detection. Checks, in order: a supported
+    extension (:func:`vector_driver`), a folder that exists and is a folder, the target
+    not being a folder itself, and that the folder is writable — tested for real by
+    creating and removing a temporary file there, since permission bits lie (root, ACLs,
+    read-only mounts, ``/proc``).
+    """
+    target = Path(path)
+    vector_driver(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.exists():
+        raise UserError(f"Cannot write {target}: the folder {folder} does not exist.")
+    if not folder.is_dir():
+        raise UserError(f"Cannot write {target}: {folder} is not a folder.")
+    if target.is_dir():
+        raise UserError(f"Cannot write {target}: a folder of that name is in the way.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(f"Cannot write {target}: the folder {folder} is not writable ({reason.lower()}).") from exc
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)
+    return target
+
+
 def write_vector(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``gdf`` to GPKG / Shapefile / GeoJSON chosen by extension, atomically."""
+    """Write ``gdf`` to GPKG / Shapefile / GeoJSON chosen by extension, atomically.
+
+    A Shapefile's members are moved into place sidecars first, the ``.shp`` last, and
+    sidecars of an older result that this one lacks (a ``.prj``) are removed.
+    """
     target = Path(path)
     driver = vector_driver(target)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"Cannot write {target}: the folder {folder} does not exist.")
     layer = target.stem
-    staging = Path(tempfile.mkdtemp(prefix=f".{layer}.", suffix=".tmp", dir=folder))
-    try:
-        staged = staging / target.name
+
+    def write(staged: Path) -> None:
         try:
             _write_with_pyogrio(gdf, staged, driver, layer)
         except UserError:
             raise
         except Exception as exc:  # GDAL/OGR errors come in many types
             raise UserError(f"Could not write {target}: {exc}.") from exc
-        if driver == "ESRI Shapefile":
-            _replace_shapefile(staged, target)
-        else:
-            os.replace(staged, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
-
-def _replace_shapefile(staged: Path, target: Path) -> None:
-    """Move every member of the staged shapefile into place; drop stale sidecars."""
-    stem_staged = staged.with_suffix("")
-    stem_target = target.with_suffix("")
-    produced = {s for s in _SHAPEFILE_SIDECARS if Path(f"{stem_staged}{s}").exists()}
-    for suffix in _SHAPEFILE_SIDECARS:  # a .prj from an older run must not outlive it
-        old = Path(f"{stem_target}{suffix}")
-        if suffix not in produced and old.exists():
-            old.unlink()
-    for suffix in sorted(produced):
-        os.replace(f"{stem_staged}{suffix}", f"{stem_target}{suffix}")
-    os.replace(staged, target)  # the .shp last: a reader never sees it before its sidecars
+    companions = _SHAPEFILE_SIDECARS if driver == "ESRI Shapefile" else ()
+    return atomic_write_with(target, write, companions=companions)
 
 
 def crs_urn(crs: CRS) -> str:
@@ -165,20 +180,6 @@ def to_geojson_dict(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
     return collection
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"Cannot write {path}: the folder {folder} does not exist.")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def dota_class_name(name: str) -> str:
     """DOTA files separate fields by spaces, so class names use hyphens ("small-vehicle")."""
     return "-".join(str(name).strip().split())
@@ -200,5 +201,5 @@ def write_dota(
         coords = " ".join(f"{v:.2f}".rstrip("0").rstrip(".") for v in quad)
         lines.append(f"{coords} {dota_class_name(label)} {flag}\n")
     target = Path(path)
-    _atomic_write_text(target, "".join(lines))
+    atomic_write(target, "".join(lines), newline="\n")
     return target

@@ -6,6 +6,13 @@ internal masks. This module makes the choices a careful analyst would (colour
 interpretation first, a 2-98 % stretch computed once on a decimated read, masks honoured)
 and records them in ``notes`` in plain words so the user can see what the model saw.
 
+Georeferencing follows GDAL's own order: the geotransform; without one (GDAL reports the
+identity), the ground control points; without those, the RPCs. A raster placed by GCPs or
+RPCs gets a :class:`GDALPointMapping` as its ``transform`` (an exact affine when its GCPs
+fit one), so ``georef.pixel_to_map(quads, source.transform)`` is right for every raster.
+Files that cannot be used are refused at open with a sentence: missing paths, folders,
+named pipes and devices (reading one waits forever), complex-valued (SAR) rasters.
+
 Every read is windowed or decimated; the whole array is never read, so memory does not
 grow with raster size. Decimated reads (``out_hw``) let GDAL use the file's overviews.
 """
@@ -14,6 +21,9 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
+import stat
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,9 +38,10 @@ from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 
 from rscovlm.errors import UserError
+from rscovlm.georef import points_to_pixel
 from rscovlm.tiling import Window
 
-__all__ = ["RasterError", "RasterSource", "STRETCH_MODES", "MIN_REGION_PX"]
+__all__ = ["GDALPointMapping", "RasterError", "RasterSource", "STRETCH_MODES", "MIN_REGION_PX"]
 
 #: GDAL block cache while this module reads: enough for two rows of 512 px blocks across
 #: a 60000 px wide RGB raster, small enough to keep the process well under 1 GB.
@@ -41,6 +52,10 @@ STRETCH_PERCENTILES = (2.0, 98.0)
 STRETCH_MODES = ("auto", "percentile", "none")
 #: a region narrower than this (in raster pixels) is refused as too small to look at
 MIN_REGION_PX = 8
+#: GCPs that an affine geotransform fits this closely (in pixels) are used as that affine
+GCP_AFFINE_TOLERANCE_PX = 0.05
+#: GDAL's polynomial GCP transformer needs at least this many points (order 1)
+MIN_GCPS = 3
 
 
 class RasterError(UserError, ValueError):
@@ -65,10 +80,112 @@ def _as_pyproj(crs: Any) -> CRS | None:
         return CRS.from_user_input(crs.to_string())
 
 
+def _special_file_kind(path: Path) -> str | None:
+    """'a named pipe (FIFO)', 'a character device', ... for a path that exists but is no
+    regular file or folder; None otherwise (or when it cannot be checked)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
 def _rio_window(window: Any) -> rasterio.windows.Window:
     return rasterio.windows.Window(
         int(window.col_off), int(window.row_off), int(window.width), int(window.height)
     )
+
+
+class GDALPointMapping:
+    """Pixel <-> map coordinates through GDAL's GCP or RPC transformer (``georef.PointMapping``).
+
+    It is what gdalwarp uses to place such a raster: the polynomial GCP transformer (order
+    chosen by GDAL from the number of points) or the RPC model on flat ground at a given
+    height. GDAL's transformer is created for each call, so the mapping holds no handle to
+    close, outlives the dataset it came from and can be used from several threads.
+    """
+
+    is_identity = False  # for code that asks an Affine whether it places the raster at all
+
+    def __init__(self, kind: str, model: Any, options: dict[str, Any] | None = None) -> None:
+        if kind not in ("gcp", "rpc"):
+            raise ValueError(f"kind must be 'gcp' or 'rpc', not {kind!r}")
+        self.kind = kind
+        self._model = list(model) if kind == "gcp" else model
+        self._options = dict(options or {})
+
+    @classmethod
+    def from_gcps(cls, gcps: Sequence[Any]) -> GDALPointMapping:
+        return cls("gcp", gcps)
+
+    @classmethod
+    def from_rpcs(cls, rpcs: Any, height: float) -> GDALPointMapping:
+        return cls("rpc", rpcs, {"RPC_HEIGHT": float(height)})
+
+    def _transformer(self) -> Any:
+        from rasterio.transform import GCPTransformer, RPCTransformer
+
+        if self.kind == "gcp":
+            return GCPTransformer(self._model)
+        return RPCTransformer(self._model, **self._options)
+
+    def pixel_to_map(self, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cols = np.asarray(cols, dtype=np.float64).reshape(-1)
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1)
+        if cols.size == 0:
+            return np.zeros(0), np.zeros(0)
+        with _env(), self._transformer() as transformer:
+            xs, ys = transformer.xy(rows, cols, offset="ul")  # "ul": no half-pixel shift
+        return _float_array(xs, cols.size), _float_array(ys, cols.size)
+
+    def map_to_pixel(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xs = np.asarray(xs, dtype=np.float64).reshape(-1)
+        ys = np.asarray(ys, dtype=np.float64).reshape(-1)
+        if xs.size == 0:
+            return np.zeros(0), np.zeros(0)
+        with _env(), self._transformer() as transformer:
+            # op=np.positive keeps fractional pixels (rasterio floors them by default)
+            rows, cols = transformer.rowcol(xs, ys, op=np.positive)
+        return _float_array(cols, xs.size), _float_array(rows, xs.size)
+
+    def __repr__(self) -> str:
+        what = f"{len(self._model)} GCPs" if self.kind == "gcp" else f"RPCs, {self._options}"
+        return f"GDALPointMapping({what})"
+
+
+def _float_array(values: Any, size: int) -> np.ndarray:
+    out = np.asarray(values, dtype=np.float64).reshape(-1)
+    return out if out.size == size else np.broadcast_to(out, (size,)).copy()
+
+
+def _fit_affine(
+    cols: np.ndarray, rows: np.ndarray, xs: np.ndarray, ys: np.ndarray
+) -> tuple[Affine | None, float]:
+    """The least-squares affine pixel -> map through control points, and its largest
+    misfit in pixels; (None, inf) when the points cannot define one (collinear)."""
+    design = np.column_stack([cols, rows, np.ones_like(cols)])
+    if np.linalg.matrix_rank(design) < 3:
+        return None, math.inf
+    (a, b, c), *_ = np.linalg.lstsq(design, xs, rcond=None)
+    (d, e, f), *_ = np.linalg.lstsq(design, ys, rcond=None)
+    transform = Affine(a, b, c, d, e, f)
+    if not all(map(math.isfinite, (a, b, c, d, e, f))) or abs(a * e - b * d) == 0.0:
+        return None, math.inf
+    inverse = ~transform
+    back_cols = inverse.a * xs + inverse.b * ys + inverse.c
+    back_rows = inverse.d * xs + inverse.e * ys + inverse.f
+    misfit = float(np.max(np.hypot(back_cols - cols, back_rows - rows)))
+    return transform, misfit
 
 
 class RasterSource:
@@ -86,19 +203,24 @@ class RasterSource:
                 f"Unknown stretch {stretch!r}; use one of {', '.join(STRETCH_MODES)}."
             )
         self._dataset = self._open_dataset(self.path)
+        # GDAL datasets are not thread-safe: reads take turns, so several reader threads
+        # can share one source (decoding is serialised, resizing the tiles is not).
+        self._read_lock = threading.Lock()
         try:
             ds = self._dataset
             self.width: int = ds.width
             self.height: int = ds.height
             self.count: int = ds.count
             self.dtype: str = ds.dtypes[0]
-            self.transform: Affine = ds.transform
-            self.crs: CRS | None = _as_pyproj(ds.crs)
-            self.georeferenced: bool = self.crs is not None or not self.transform.is_identity
+            # Affine, or a GDALPointMapping for rasters placed by GCPs/RPCs: either goes
+            # to georef.pixel_to_map / georef.map_to_pixel.
+            self.transform: Affine | GDALPointMapping = ds.transform
+            self.crs: CRS | None = None
+            self.georeferenced: bool = False
             self.notes: list[str] = []
             self._palette_lut: np.ndarray | None = None
             self.bands: tuple[int, ...] = self._choose_bands(bands)
-            self._note_georeference()
+            self._georeference()
             self._note_masks()
             self._stretch_ranges = self._choose_stretch(stretch)
         except BaseException:
@@ -121,6 +243,12 @@ class RasterSource:
             raise RasterError(f"The raster {path} does not exist; check the path.")
         if path.is_dir():
             raise RasterError(f"{path} is a folder, not a raster file; give the path of the image file.")
+        kind = _special_file_kind(path)
+        if kind is not None:  # GDAL would wait forever for a pipe or device to say something
+            raise RasterError(
+                f"{path} is {kind}, not a regular file, so it cannot be read as a raster; "
+                "give the path of an image file on disk."
+            )
         try:
             with _env(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -130,10 +258,36 @@ class RasterSource:
                 f"{path.name} is not a raster GDAL can read (it may be damaged or another kind "
                 f"of file): {_reason(exc)}."
             ) from exc
-        if dataset.count == 0 or dataset.width == 0 or dataset.height == 0:
+        try:
+            RasterSource._check_dataset(path, dataset)
+        except BaseException:
             dataset.close()
-            raise RasterError(f"{path.name} has no pixel bands; give an image raster.")
+            raise
         return dataset
+
+    @staticmethod
+    def _check_dataset(path: Path, dataset: Any) -> None:
+        """Refuse, with a sentence, an opened raster that cannot be shown to the model."""
+        if dataset.count == 0 or dataset.width == 0 or dataset.height == 0:
+            raise RasterError(f"{path.name} has no pixel bands; give an image raster.")
+        complex_types = sorted({t for t in dataset.dtypes if str(t).startswith("complex")})
+        if complex_types:
+            source = shlex.quote(f"DERIVED_SUBDATASET:AMPLITUDE:{path}")
+            target = shlex.quote(str(path.with_name(f"{path.stem}_amplitude.tif")))
+            raise RasterError(
+                f"{path.name} holds complex values ({', '.join(complex_types)}), such as radar "
+                "(SAR) single-look complex data, which cannot be shown as an image; convert it "
+                f"to amplitude first, for example with: gdal_translate -ot Float32 {source} {target}"
+            )
+        # A VRT (or a raster with side-car files) reads pixels from other files: a pipe or
+        # device among them would hang the first read just as the raster itself would.
+        for name in list(dataset.files or [])[1:]:
+            kind = _special_file_kind(Path(name))
+            if kind is not None:
+                raise RasterError(
+                    f"{path.name} reads its pixels from {name}, which is {kind}, not a regular "
+                    "file; point the raster at image files on disk."
+                )
 
     def close(self) -> None:
         self._dataset.close()
@@ -215,18 +369,125 @@ class RasterSource:
         """Distinct bands to read, in first-use order (grey reads one band, not three)."""
         return list(dict.fromkeys(self.bands))
 
-    # ------------------------------------------------------------------ notes
-    def _note_georeference(self) -> None:
-        if not self.georeferenced:
+    # ------------------------------------------------------------------ georeference
+    def _georeference(self) -> None:
+        """Set ``transform``, ``crs`` and ``georeferenced`` the way GDAL places the raster."""
+        ds = self._dataset
+        if not ds.transform.is_identity:
+            self._placed(ds.transform, _as_pyproj(ds.crs), "geotransform")
+            return
+        # GDAL reports the identity when a raster has no geotransform; an explicit identity
+        # (rasterio's RGB.byte.gcp.vrt has one) puts pixel numbers where map coordinates
+        # belong, which no CRS makes right. The GCPs, else the RPCs, say where pixels are.
+        gcps, gcp_crs = ds.gcps
+        if gcps:
+            self._from_gcps(gcps, gcp_crs)
+            return
+        rpcs = ds.rpcs
+        if rpcs:
+            self._from_rpcs(rpcs)
+            return
+        labelled = _as_pyproj(ds.crs)
+        self._unplaced(
+            "the raster has no georeference (no geotransform, ground control points or RPCs)"
+            + (f"; its CRS {labelled.name} alone cannot place its pixels, so it is not used" if labelled else "")
+        )
+
+    def _placed(self, transform: Affine | GDALPointMapping, crs: CRS | None, how: str) -> None:
+        self.transform = transform
+        self.crs = self._horizontal(crs)
+        self.georeferenced = True
+        if self.crs is None:
             self.notes.append(
-                "the raster has no georeference (no CRS, no geotransform): results are in "
-                "pixel coordinates (x to the right, y down), not map coordinates"
-            )
-        elif self.crs is None:
-            self.notes.append(
-                "the raster has a geotransform but no CRS: results use its coordinates with no CRS "
+                f"the raster has a {how} but no CRS: results use its coordinates with no CRS "
                 "and areas are not computed; assign a CRS to the raster to get map output"
             )
+
+    def _unplaced(self, why: str) -> None:
+        self.transform = Affine.identity()
+        self.crs = None
+        self.georeferenced = False
+        self.notes.append(
+            f"{why}: results are in pixel coordinates (x to the right, y down), not map coordinates"
+        )
+
+    def _horizontal(self, crs: CRS | None) -> CRS | None:
+        """A compound CRS (horizontal + vertical) as its horizontal part: outlines are 2-D."""
+        if crs is None or not crs.is_compound or not crs.sub_crs_list:
+            return crs
+        horizontal = crs.sub_crs_list[0]
+        self.notes.append(
+            f"the raster's CRS {crs.name} is compound (horizontal + height); the outlines are "
+            f"2-D, so they are given in its horizontal CRS {horizontal.name}"
+        )
+        return horizontal
+
+    def _from_gcps(self, gcps: Sequence[Any], gcp_crs: Any) -> None:
+        count = len(gcps)
+        if count < MIN_GCPS:
+            self._unplaced(
+                f"the raster has only {count} ground control point{'s' if count != 1 else ''} and "
+                f"no geotransform; {MIN_GCPS} or more are needed to place it (add GCPs with the "
+                "QGIS Georeferencer)"
+            )
+            return
+        cols = np.array([g.col for g in gcps], dtype=np.float64)
+        rows = np.array([g.row for g in gcps], dtype=np.float64)
+        xs = np.array([g.x for g in gcps], dtype=np.float64)
+        ys = np.array([g.y for g in gcps], dtype=np.float64)
+        affine, misfit = _fit_affine(cols, rows, xs, ys)
+        if affine is None:
+            self._unplaced(
+                f"the raster's {count} ground control points lie on one line (or repeat), so "
+                "they cannot place it; add GCPs spread over the image"
+            )
+            return
+        if misfit <= GCP_AFFINE_TOLERANCE_PX:
+            transform: Affine | GDALPointMapping = affine
+            fit = "below 0.01 px" if misfit < 0.01 else f"{misfit:.2f} px"
+            how = f": they fit one affine geotransform, which is used (largest misfit {fit})"
+        else:
+            transform = GDALPointMapping.from_gcps(gcps)
+            try:  # GDAL refuses some point sets an affine fit accepts: find out now
+                transform.pixel_to_map(np.array([self.width / 2]), np.array([self.height / 2]))
+            except Exception as exc:  # noqa: BLE001 - GDAL raises CPLE_* errors, not RasterioError
+                self._unplaced(
+                    f"GDAL cannot build a transformation from the raster's {count} ground control "
+                    f"points ({_reason(exc)}); fix them in the QGIS Georeferencer"
+                )
+                return
+            how = (
+                " with GDAL's polynomial GCP transformer, as gdalwarp does (no single affine fits "
+                f"them: the best one misses by up to {misfit:.3g} px)"
+            )
+        self.notes.append(f"georeferenced through {count} ground control points{how}")
+        self._placed(transform, _as_pyproj(gcp_crs), "set of ground control points")
+
+    def _from_rpcs(self, rpcs: Any) -> None:
+        height = float(rpcs.height_off)
+        mapping = GDALPointMapping.from_rpcs(rpcs, height)
+        try:
+            xs, ys = mapping.pixel_to_map(np.array([self.width / 2]), np.array([self.height / 2]))
+        except Exception as exc:  # noqa: BLE001 - GDAL raises CPLE_* errors, not RasterioError
+            xs = ys = np.array([np.nan])
+            reason = f" ({_reason(exc)})"
+        else:
+            reason = ""
+        if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
+            self._unplaced(
+                f"the raster's RPCs (rational polynomial coefficients) cannot be used to place it{reason}; "
+                "orthorectify it first (gdalwarp -rpc)"
+            )
+            return
+        self.notes.append(
+            "georeferenced through its RPCs (rational polynomial coefficients) in WGS 84 "
+            f"longitude/latitude, on flat ground {height:g} m above the ellipsoid (the RPCs' "
+            "mean height); where the ground is higher or lower, positions shift: orthorectify "
+            "with a DEM (gdalwarp -rpc -to RPC_DEM=dem.tif) for exact positions"
+        )
+        self._placed(mapping, CRS.from_epsg(4326), "set of RPCs")
+
+    # ------------------------------------------------------------------ notes
 
     def _note_masks(self) -> None:
         ds = self._dataset
@@ -299,7 +560,7 @@ class RasterSource:
         """Band data (k, h, w) and per-band validity (k, h, w) for one in-raster window."""
         shape = None if out_hw is None else (len(indexes), int(out_hw[0]), int(out_hw[1]))
         try:
-            with _env():
+            with self._read_lock, _env():
                 data = self._dataset.read(
                     indexes, window=window, out_shape=shape, resampling=resampling
                 )
@@ -394,7 +655,8 @@ class RasterSource:
 
         ``crs`` is the extent's CRS (anything pyproj accepts); None means the raster's own.
         The extent's outline is densified, reprojected, and taken through the inverse of the
-        full geotransform, so rotated rasters and curved reprojections are covered.
+        full geotransform (or of the GCP/RPC mapping), so rotated rasters and curved
+        reprojections are covered.
         """
         try:
             minx, miny, maxx, maxy = (float(v) for v in bounds)
@@ -425,9 +687,20 @@ class RasterSource:
                         "check the region's CRS."
                     )
                 xs, ys = np.asarray(xs)[finite], np.asarray(ys)[finite]
-        inverse = ~self.transform
-        cols = inverse.a * xs + inverse.b * ys + inverse.c
-        rows = inverse.d * xs + inverse.e * ys + inverse.f
+        try:
+            cols, rows = points_to_pixel(xs, ys, self.transform)
+        except Exception as exc:  # noqa: BLE001 - GDAL raises CPLE_* errors, not RasterioError
+            raise RasterError(
+                f"The region cannot be placed on the raster {self.path.name} through its "
+                f"georeference ({_reason(exc)}); give the region in pixels instead."
+            ) from exc
+        inside = np.isfinite(cols) & np.isfinite(rows)
+        if not inside.any():
+            raise RasterError(
+                f"The region cannot be placed on the raster {self.path.name} through its "
+                "georeference; check the region's CRS, or give the region in pixels."
+            )
+        cols, rows = cols[inside], rows[inside]
         col0 = max(0, math.floor(float(np.min(cols)) + 1e-9))
         row0 = max(0, math.floor(float(np.min(rows)) + 1e-9))
         col1 = min(self.width, math.ceil(float(np.max(cols)) - 1e-9))

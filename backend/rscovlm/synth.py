@@ -25,9 +25,10 @@ import numpy as np
 
 from rscovlm.errors import UserError
 
-__all__ = ["SCENE_CLASSES", "SceneSummary", "make_scene"]
+__all__ = ["SCENE_CLASSES", "DENSITIES", "SceneSummary", "make_scene"]
 
 SCENE_CLASSES = ("plane", "ship", "storage tank", "small vehicle", "large vehicle")
+DENSITIES = ("normal", "dense")  # "dense" adds full parking lots and crowded marinas
 
 CHUNK = 1024  # render unit (pixels); a multiple of the 512 px GeoTIFF block
 BLOCK = 512
@@ -44,6 +45,7 @@ class SceneSummary:
     counts: dict[str, int]
     bounds: tuple[float, float, float, float]
     overviews: list[int] = field(default_factory=list)
+    density: str = "normal"
 
     @property
     def objects(self) -> int:
@@ -257,7 +259,37 @@ class _Rect:
         return math.hypot(self.hu, self.hv)
 
 
-LAND, WATER, ROAD, APRON, RUNWAY = 0, 1, 2, 3, 4
+LAND, WATER, ROAD, APRON, RUNWAY, PARKING, PIER = 0, 1, 2, 3, 4, 5, 6
+
+
+@dataclass(frozen=True)
+class _Lot(_Rect):
+    """A parking lot: rows of stalls across its short axis (v), aisles between row pairs."""
+
+    stall: float = 5.0   # px, stall width along u
+    depth: float = 11.0  # px, stall depth along v
+    aisle: float = 13.0  # px, between two back-to-back rows and the next pair
+    margin: float = 3.0  # px, kerb to the first stall
+
+    @property
+    def module(self) -> float:
+        return 2 * self.depth + self.aisle
+
+    @property
+    def stalls(self) -> int:
+        """Stalls per row."""
+        return int((2 * self.hu - 2 * self.margin) // self.stall)
+
+    @property
+    def first_u(self) -> float:
+        """Where the first stall of each row starts (the rows are centred along u)."""
+        return -self.hu + self.margin + (2 * self.hu - 2 * self.margin - self.stalls * self.stall) / 2
+
+    @property
+    def modules(self) -> int:
+        """Pairs of back-to-back rows that fit across the lot."""
+        room = 2 * self.hv - 2 * self.margin
+        return 0 if room < 2 * self.depth else int((room - 2 * self.depth) // self.module) + 1
 
 
 @dataclass
@@ -272,6 +304,9 @@ class _Scene:
     runways: list[_Rect]
     objects: list[_Object]
     field_angle: float
+    lots: list[_Lot] = field(default_factory=list)     # dense scenes only
+    basins: list[_Rect] = field(default_factory=list)  # dense scenes only: marina water
+    piers: list[_Rect] = field(default_factory=list)   # dense scenes only
 
     def px(self, metres: float) -> float:
         return metres / self.gsd
@@ -295,7 +330,8 @@ class _Scene:
                 road = self.roads[i]
                 d = np.abs((x - road.px) * road.dy - (y - road.py) * road.dx)
                 out[d < road.half_width] = ROAD
-        for kind, rects in ((RUNWAY, self.runways), (APRON, self.aprons)):
+        for kind, rects in ((RUNWAY, self.runways), (APRON, self.aprons), (WATER, self.basins),
+                            (PIER, self.piers), (PARKING, self.lots)):
             for rect in rects:
                 if math.hypot(cx - rect.cx, cy - rect.cy) < rect.radius + reach:
                     out[rect.signed_distance(x, y) < 0] = kind
@@ -354,7 +390,7 @@ _HULL_COLOURS = [(170, 40, 35), (40, 55, 90), (70, 70, 75), (225, 225, 225), (35
 _ROOF_COLOURS = [(150, 70, 55), (120, 120, 125), (170, 160, 150), (95, 95, 100), (185, 110, 80)]
 
 
-def _layout(size: int, gsd: float, seed: int) -> _Scene:
+def _layout(size: int, gsd: float, seed: int, density: str = "normal") -> _Scene:
     rng = np.random.default_rng(seed)
     px = lambda metres: metres / gsd  # noqa: E731
     extent_m = size * gsd
@@ -395,6 +431,12 @@ def _layout(size: int, gsd: float, seed: int) -> _Scene:
     airports = max(1, round(extent_m**2 / 4e6))
     for _ in range(airports):
         _place_airport(scene, rng)
+
+    if density == "dense":
+        # Their own random stream, so the rest of the layout draws as in a normal scene.
+        dense_rng = np.random.default_rng([seed, 0xD3A5E])
+        _place_parking_lots(scene, dense_rng, occupancy)
+        _place_marinas(scene, dense_rng, occupancy)
 
     _place_planes(scene, rng, occupancy)
     _place_ships(scene, rng, occupancy)
@@ -546,6 +588,111 @@ def _place_vehicles(scene: _Scene, rng: np.random.Generator, occupancy: _Occupan
                     cab = _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))]
                     obj = _Object(cls, cx, cy, length, width, heading, colour, px(3.0), int(bus), cab)
                 placed += _try_add(scene, occupancy, obj, ROAD, 0.0)
+
+
+def _site_is_free(scene: _Scene, rect: _Rect, grow: float, margin: float = 4.0) -> bool:
+    """The rectangle grown by ``grow`` px lies inside the raster and on open land only."""
+    uu, vv = np.meshgrid(np.linspace(-1, 1, 11), np.linspace(-1, 1, 11))
+    xs, ys = rect.point(uu.ravel() * (rect.hu + grow), vv.ravel() * (rect.hv + grow))
+    if xs.min() < margin or ys.min() < margin or xs.max() > scene.size - margin or ys.max() > scene.size - margin:
+        return False
+    return bool(np.all(scene.surface(xs, ys) == LAND))
+
+
+def _place_parking_lots(scene: _Scene, rng: np.random.Generator, occupancy: _Occupancy) -> None:
+    """Dense scenes: parking lots, 80-95 % of their stalls taken by cars (hundreds per lot)."""
+    px, size = scene.px, scene.size
+    lots = max(2, round(3 * (size * scene.gsd) ** 2 / 1e6))
+    for _ in range(lots):
+        for attempt in range(300):
+            shrink = 1.0 if attempt < 150 else 0.6
+            hu = min(px(rng.uniform(45, 80)) * shrink, 0.3 * size)
+            hv = min(px(rng.uniform(30, 50)) * shrink, 0.2 * size)
+            cx, cy = rng.uniform(hu, size - hu), rng.uniform(hu, size - hu)
+            lot = _Lot(cx, cy, hu, hv, rng.uniform(0, math.pi), stall=px(2.6), depth=px(5.5), aisle=px(6.5),
+                       margin=px(1.5))
+            if not _site_is_free(scene, lot, px(4)):
+                continue
+            scene.lots.append(lot)
+            _park_cars(scene, rng, occupancy, lot)
+            break
+
+
+def _park_cars(scene: _Scene, rng: np.random.Generator, occupancy: _Occupancy, lot: _Lot) -> None:
+    """Cars in the stalls, nose in or out, with a little play that never makes them touch."""
+    px = scene.px
+    fill = rng.uniform(0.8, 0.95)
+    stalls, u0 = lot.stalls, lot.first_u
+    for module in range(lot.modules):
+        v = -lot.hv + lot.margin + module * lot.module
+        for row in range(2):
+            row_v = v + (row + 0.5) * lot.depth
+            for k in range(stalls):
+                if rng.random() > fill:
+                    continue
+                length, width = px(rng.uniform(3.9, 5.0)), px(rng.uniform(1.7, 2.0))
+                u = u0 + (k + 0.5) * lot.stall + px(rng.uniform(-0.05, 0.05))
+                cx, cy = lot.point(u, row_v + px(rng.uniform(-0.1, 0.1)))
+                heading = lot.angle + math.pi / 2 + rng.choice([0, math.pi]) + float(np.clip(rng.normal(0, 0.02), -0.06, 0.06))
+                colour = _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))]
+                car = _Object("small vehicle", cx, cy, length, width, heading, colour, px(1.2))
+                scene.objects.append(car)
+                occupancy.add(cx, cy, car.radius + 1)
+
+
+def _place_marinas(scene: _Scene, rng: np.random.Generator, occupancy: _Occupancy) -> None:
+    """Dense scenes: dock basins with piers, boats moored side by side along both sides of each."""
+    px, size = scene.px, scene.size
+    marinas = max(1, round(2 * (size * scene.gsd) ** 2 / 1e6))
+    for _ in range(marinas):
+        for attempt in range(300):
+            shrink = 1.0 if attempt < 150 else 0.6
+            hu = min(px(rng.uniform(70, 110)) * shrink, 0.3 * size)
+            hv = min(px(rng.uniform(40, 60)) * shrink, 0.2 * size)
+            cx, cy = rng.uniform(hu, size - hu), rng.uniform(hu, size - hu)
+            basin = _Rect(cx, cy, hu, hv, rng.uniform(0, math.pi))
+            if not _site_is_free(scene, basin, px(6)):
+                continue
+            scene.basins.append(basin)
+            _moor_boats(scene, rng, occupancy, basin)
+            break
+
+
+def _moor_boats(scene: _Scene, rng: np.random.Generator, occupancy: _Occupancy, basin: _Rect) -> None:
+    """Piers from the basin's far wall across 85 % of it; a row of boats on each side of each pier."""
+    px = scene.px
+    pier_half, gap, channel = px(1.25), px(1.0), px(12.0)
+    pier_len = 2 * basin.hv - channel
+    u = -basin.hu + px(2.0)
+    while True:
+        length = px(rng.uniform(8, 14))
+        width = length * rng.uniform(0.28, 0.34)
+        span = 2 * (gap + length) + 2 * pier_half + px(1.5)  # and a lane of water to the next pier's boats
+        if u + span > basin.hu - px(2.0):
+            break
+        pier_u = u + gap + length + pier_half
+        scene.piers.append(_pier(basin, pier_u, pier_half, pier_len))
+        pitch = width + px(rng.uniform(0.8, 1.5))
+        for side in (-1, 1):
+            bu = pier_u + side * (pier_half + gap + length / 2)
+            bv = basin.hv - px(1.5) - width / 2
+            while bv - width / 2 > basin.hv - pier_len:
+                if rng.random() < 0.88:
+                    cx, cy = basin.point(bu, bv)
+                    heading = basin.angle + (math.pi if side < 0 else 0.0) + float(np.clip(rng.normal(0, 0.01), -0.03, 0.03))
+                    hull = (235, 235, 232) if rng.random() < 0.6 else _HULL_COLOURS[rng.integers(len(_HULL_COLOURS))]
+                    boat = _Object("ship", cx, cy, length, width, heading, hull, px(1.5), int(rng.integers(2)),
+                                   (235, 235, 230))
+                    scene.objects.append(boat)
+                    occupancy.add(cx, cy, boat.radius + 1)
+                bv -= pitch
+        u += span
+
+
+def _pier(basin: _Rect, pier_u: float, half_width: float, length: float) -> _Rect:
+    """A pier at ``pier_u`` along the basin, from its far wall (v = +hv) ``length`` px inwards."""
+    cx, cy = basin.point(pier_u, basin.hv - length / 2)
+    return _Rect(cx, cy, length / 2 + 1.0, half_width, basin.angle + math.pi / 2)
 
 
 def _place_buildings(scene: _Scene, rng: np.random.Generator, occupancy: _Occupancy) -> None:
@@ -795,6 +942,42 @@ def _ground_full(scene: _Scene, x0: int, y0: int, w: int, h: int, grain: np.ndar
     return canvas
 
 
+def _paint_dense_sites(scene: _Scene, flat, xf, yf, X, Y, grain, mid, half_diag, water) -> None:
+    """Dense scenes: marina basins (concrete quays, still water, piers) and parking lots.
+
+    The basin's water is left out of ``water``: boats moored there draw no wake.
+    """
+    px, salt = scene.px, scene.seed * 7919
+    quay = px(2.0)
+    grown = [_Rect(b.cx, b.cy, b.hu + quay, b.hv + quay, b.angle) for b in scene.basins]
+    for _rect, sel, _u, _v, cover in _paved_pixels(grown, xf, yf, mid, half_diag, water):
+        _sparse_paint(flat, sel, cover, (158, 155, 146))
+    for _rect, sel, _u, _v, cover in _paved_pixels(scene.basins, xf, yf, mid, half_diag, water):
+        ripple = _fbm(X, Y, px(12), 2, salt + 43).ravel()[sel]
+        tone = np.array([40, 62, 72], dtype=np.float32) * (0.94 + 0.1 * ripple + 0.04 * grain.ravel()[sel])[:, None]
+        part = flat[sel]
+        flat[sel] = part + (tone - part) * cover[:, None]
+    for _pier_rect, sel, u, _v, cover in _paved_pixels(scene.piers, xf, yf, mid, half_diag, water):
+        planks = 0.9 + 0.1 * (np.mod(u, px(1.0)) < px(0.8))
+        tone = np.array([150, 138, 118], dtype=np.float32) * planks.astype(np.float32)[:, None]
+        part = flat[sel]
+        flat[sel] = part + (tone - part) * cover[:, None]
+    line_w = max(0.5, px(0.08))
+    for lot, sel, u, v, cover in _paved_pixels(scene.lots, xf, yf, mid, half_diag, water):
+        tone = (np.float32(84) + np.float32(12) * grain.ravel()[sel])[:, None] * np.array([1.0, 1.0, 1.03], dtype=np.float32)
+        part = flat[sel]
+        flat[sel] = part + (tone - part) * cover[:, None]
+        across = v - (-lot.hv + lot.margin)
+        in_module = np.mod(across, lot.module)
+        in_rows = (across >= 0) & (across < lot.modules * lot.module) & (in_module < 2 * lot.depth)
+        along = u - lot.first_u
+        in_rows &= (along >= -line_w) & (along <= lot.stalls * lot.stall + line_w)
+        du = np.mod(along, lot.stall)
+        stall_edge = _coverage(np.minimum(du, lot.stall - du) - line_w)
+        middle = _coverage(np.abs(in_module - lot.depth) - line_w)
+        _sparse_paint(flat, sel, np.maximum(stall_edge, middle) * in_rows * cover * 0.85, (225, 225, 220))
+
+
 def _render_chunk(scene: _Scene, x0: int, y0: int, w: int, h: int, objects: list[_Object]) -> np.ndarray:
     X = np.arange(x0, x0 + w, dtype=np.float64) + 0.5
     Y = np.arange(y0, y0 + h, dtype=np.float64) + 0.5
@@ -863,6 +1046,9 @@ def _render_chunk(scene: _Scene, x0: int, y0: int, w: int, h: int, objects: list
         _sparse_paint(flat, sel, _coverage(slab / 2 - joints - 0.5) * cover * 0.25, (120, 120, 118))
         taxi = _coverage(np.abs(v + 0.6 * rect.hv) - max(0.5, px(0.15)))
         _sparse_paint(flat, sel, taxi * cover * 0.9, (215, 180, 40))
+
+    if scene.basins or scene.lots:
+        _paint_dense_sites(scene, flat, xf, yf, X, Y, grain, (mid_x, mid_y), half_diag, water)
 
     water = water.reshape(h, w)
     # shadows and wakes first, then every body on top
@@ -979,11 +1165,18 @@ def make_scene(
     gsd: float = 0.5,
     crs: str = "EPSG:32633",
     workers: int | None = None,
+    density: str = "normal",
 ) -> SceneSummary:
     """Render a ``size`` x ``size`` scene to a tiled GeoTIFF and its ground truth to a vector file.
 
     ``workers`` processes render chunks in parallel (default: up to 4 for scenes larger
     than 4096 px, else 1); the pixels are the same whatever the number.
+
+    ``density="dense"`` adds, on open land, parking lots with 80-95 % of their stalls
+    taken (cars 2.6 m apart, hundreds per lot) and marina basins whose piers have boats
+    moored side by side (over a hundred per basin): many 512 px tiles then hold 100 or
+    more objects, answers of thousands of tokens. They draw from a random stream of
+    their own, and a ``"normal"`` scene is byte for byte what it always was.
     """
     import geopandas as gpd
     import rasterio
@@ -991,6 +1184,7 @@ def make_scene(
     from affine import Affine
     from rasterio.enums import ColorInterp, Resampling
 
+    from rscovlm.atomic import atomic_write_with
     from rscovlm.georef import pixel_to_map
     from rscovlm.outputs import VECTOR_DRIVERS, write_vector
 
@@ -1011,7 +1205,9 @@ def make_scene(
             raise UserError(f"Cannot write {target}: the folder {target.parent} does not exist.")
     parsed_crs = _projected_crs(crs)
 
-    scene = _layout(size, gsd, seed)
+    if density not in DENSITIES:
+        raise UserError(f"The density must be one of {', '.join(DENSITIES)}; got {density!r}.")
+    scene = _layout(size, gsd, seed, density)
     x0, y0 = _scene_origin(parsed_crs, size, gsd)
     transform = Affine(gsd, 0.0, x0, 0.0, -gsd, y0)
 
@@ -1029,8 +1225,8 @@ def make_scene(
         predictor=2, interleave="pixel", photometric="RGB", BIGTIFF="IF_SAFER",
     )
     factors = overview_factors(size)
-    tmp_raster = raster_path.with_name(f".{raster_path.name}.tmp")
-    try:
+
+    def render(tmp_raster: Path) -> None:
         with rasterio.Env(GDAL_CACHEMAX=128 * 2**20, GDAL_NUM_THREADS="ALL_CPUS"):
             with rasterio.open(tmp_raster, "w", num_threads="ALL_CPUS", **profile) as dst:
                 dst.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
@@ -1047,9 +1243,10 @@ def make_scene(
                     SYNTH_SEED=str(seed), SYNTH_GSD=str(gsd),
                     TIFFTAG_SOFTWARE="rscovlm synth",
                 )
-        os.replace(tmp_raster, raster_path)
-    finally:
-        tmp_raster.unlink(missing_ok=True)
+                if density != "normal":  # normal scenes keep the tags (and bytes) they always had
+                    dst.update_tags(SYNTH_DENSITY=density)
+
+    atomic_write_with(raster_path, render)
 
     truth = [obj for obj in scene.objects if obj.cls in SCENE_CLASSES]
     quads = np.array([obj.quad() for obj in truth]).reshape(-1, 8)
@@ -1067,5 +1264,5 @@ def make_scene(
     return SceneSummary(
         raster_path=raster_path, truth_path=truth_path, size=size, gsd=gsd,
         crs=parsed_crs.to_string(), counts={c: counts.get(c, 0) for c in SCENE_CLASSES},
-        bounds=bounds, overviews=factors,
+        bounds=bounds, overviews=factors, density=density,
     )

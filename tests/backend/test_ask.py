@@ -1,13 +1,12 @@
 """The Zoom-in Chain on real GeoTIFFs: native-resolution crops, overviews, regions, fallbacks.
 
-A scripted engine (a small class implementing the Engine protocol, returning fixed
-answers and recording what it was sent) pins the flow; the real tiny Qwen2.5-VL runs the
-whole chain at the end.
+The scripted engine (``rscovlm.engines.scripted``: the Engine protocol, fixed answers,
+a record of what it was sent) pins the flow; the real tiny Qwen2.5-VL runs the whole
+chain at the end.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
@@ -23,6 +22,7 @@ from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
 
 from rscovlm.engines.base import Engine
+from rscovlm.engines.scripted import ScriptedEngine
 from rscovlm.errors import CancelledError, NotFoundError, UserError
 from rscovlm.formats.zoom import ZOOM_FOLLOWUP_TEXT, ZOOM_SYSTEM_PROMPT, zoom_call_text, zoom_user_text
 from rscovlm.model_input import smart_resize
@@ -46,24 +46,9 @@ BUDGET = 448 * 448  # the region is ~4x the budget per side, so GDAL serves the 
 UTM = "EPSG:32633"
 
 
-class ScriptedEngine:
-    """Answers from a script, one reply per conversation, and keeps what it was sent."""
-
-    batch_size = 1
-
-    def __init__(self, *replies: str):
-        self.replies = list(replies)
-        self.conversations: list[list[dict]] = []
-
-    def generate(self, conversations, max_new_tokens=1024):
-        out = []
-        for conversation in conversations:
-            self.conversations.append(copy.copy(conversation))
-            out.append(self.replies.pop(0) if self.replies else "")
-        return out
-
-    def describe(self):
-        return {"model": "scripted"}
+def script(*replies: str) -> ScriptedEngine:
+    """Answers ``replies`` one per conversation, then ``""``; keeps what it was sent."""
+    return ScriptedEngine(list(replies), batch_size=1)
 
 
 def _images(message: dict) -> list[Image.Image]:
@@ -125,12 +110,12 @@ def test_zoom_window_is_whole_patches_inside_the_region(col, row, width, height,
 
 
 def test_scripted_engine_is_an_engine():
-    assert isinstance(ScriptedEngine(), Engine)
+    assert isinstance(script(), Engine)
 
 
 def test_second_turn_is_the_native_window_and_first_pass_reads_overviews(rotated_raster):
     call = zoom_call_text([100, 80, 200, 180])
-    engine = ScriptedEngine(call, "Two white ships are docked.")
+    engine = script(call, "Two white ships are docked.")
     result = ask(rotated_raster, "How many ships are docked?", engine, AskOptions(max_pixels=BUDGET))
 
     assert isinstance(result, AskResult)
@@ -188,7 +173,7 @@ def test_second_turn_is_the_native_window_and_first_pass_reads_overviews(rotated
 
 
 def test_a_zoom_box_larger_than_the_budget_is_downsampled(rotated_raster):
-    engine = ScriptedEngine(zoom_call_text([0, 0, 504, 364]), "a harbour")
+    engine = script(zoom_call_text([0, 0, 504, 364]), "a harbour")
     result = ask(rotated_raster, "What is this?", engine, AskOptions(max_pixels=BUDGET))
     image, = _images(engine.conversations[1][3])
     roi = result.roi_window
@@ -198,7 +183,7 @@ def test_a_zoom_box_larger_than_the_budget_is_downsampled(rotated_raster):
 
 
 def test_a_tiny_zoom_box_is_upsampled_from_native_pixels(rotated_raster):
-    engine = ScriptedEngine(zoom_call_text([50, 50, 51, 51]), "a car")
+    engine = script(zoom_call_text([50, 50, 51, 51]), "a car")
     result = ask(rotated_raster, "What is this?", engine, AskOptions(max_pixels=BUDGET))
     roi = result.roi_window
     assert (roi.width, roi.height) == (28, 28)
@@ -210,7 +195,7 @@ def test_a_tiny_zoom_box_is_upsampled_from_native_pixels(rotated_raster):
 
 def test_a_pixel_region_offsets_the_zoom_window(rotated_raster):
     region = Window(600, 400, 800, 600)
-    engine = ScriptedEngine(zoom_call_text([0, 0, 200, 150]), "ok")
+    engine = script(zoom_call_text([0, 0, 200, 150]), "ok")
     result = ask(rotated_raster, "What is here?", engine, AskOptions(window=region, max_pixels=BUDGET))
     in_h, in_w = smart_resize(600, 800, max_pixels=BUDGET)
     first = _images(engine.conversations[0][1])[0]
@@ -224,7 +209,7 @@ def test_a_pixel_region_offsets_the_zoom_window(rotated_raster):
 
 
 def test_garbage_tool_call_falls_back_to_a_plain_question(rotated_raster):
-    engine = ScriptedEngine('<tool_call>{"name": "image_zoom_in", "arguments": {"bbox": [1, 2', "Three ships.")
+    engine = script('<tool_call>{"name": "image_zoom_in", "arguments": {"bbox": [1, 2', "Three ships.")
     result = ask(rotated_raster, "How many ships?", engine, AskOptions(max_pixels=BUDGET))
     assert result.answer == "Three ships."
     assert not result.zoomed and result.roi_window is None and result.roi_polygon is None
@@ -235,21 +220,21 @@ def test_garbage_tool_call_falls_back_to_a_plain_question(rotated_raster):
 
 
 def test_a_direct_answer_is_kept_without_a_second_turn(rotated_raster):
-    engine = ScriptedEngine("Three ships.")
+    engine = script("Three ships.")
     result = ask(rotated_raster, "How many ships?", engine, AskOptions(max_pixels=BUDGET))
     assert result.answer == "Three ships." and not result.zoomed
     assert result.zoom_fallback_reason.endswith(".") and len(engine.conversations) == 1
 
 
 def test_a_zoom_box_outside_the_picture_falls_back(rotated_raster):
-    engine = ScriptedEngine(zoom_call_text([900, 900, 1000, 1000]), "A river.")
+    engine = script(zoom_call_text([900, 900, 1000, 1000]), "A river.")
     result = ask(rotated_raster, "What is there?", engine, AskOptions(max_pixels=BUDGET))
     assert not result.zoomed and "outside" in result.zoom_fallback_reason
     assert len(engine.conversations) == 2 and _text(engine.conversations[1][0]) == "What is there?"
 
 
 def test_zoom_off_asks_plainly(rotated_raster):
-    engine = ScriptedEngine("Farmland.")
+    engine = script("Farmland.")
     result = ask(rotated_raster, "What land use is this?", engine, AskOptions(zoom=False, max_pixels=BUDGET))
     conversation, = engine.conversations
     assert [m["role"] for m in conversation] == ["user"]
@@ -266,7 +251,7 @@ def test_region_in_another_crs(rotated_raster):
         lons, lats = to_wgs84.transform(xs, ys)
         bounds = (min(lons), min(lats), max(lons), max(lats))
         expected_region = source.region_window(bounds, "EPSG:4326")
-    engine = ScriptedEngine(zoom_call_text([10, 10, 250, 200]), "A pier.")
+    engine = script(zoom_call_text([10, 10, 250, 200]), "A pier.")
     result = ask(rotated_raster, "What is at the water?", engine,
                  AskOptions(bounds=bounds, bounds_crs="EPSG:4326", max_pixels=BUDGET))
     assert result.region_window == expected_region
@@ -294,7 +279,7 @@ def test_region_in_another_crs(rotated_raster):
     ],
 )
 def test_bad_input_gives_a_sentence(rotated_raster, question, options, message):
-    engine = ScriptedEngine("never asked")
+    engine = script("never asked")
     with pytest.raises(UserError, match=message) as info:
         ask(rotated_raster, question, engine, options)
     assert str(info.value)[0].isupper() and str(info.value).endswith(".")
@@ -307,18 +292,18 @@ def test_bad_options_and_paths_give_sentences(rotated_raster, tmp_path):
     with pytest.raises(UserError, match="not both"):
         AskOptions(bounds=(0.0, 0.0, 5.0, 1.0), window=Window(0, 0, 100, 100))
     with pytest.raises(NotFoundError, match="does not exist"):
-        ask(tmp_path / "missing.tif", "Ships?", ScriptedEngine())
+        ask(tmp_path / "missing.tif", "Ships?", script())
 
 
 def test_an_empty_model_answer_is_flagged(rotated_raster):
-    result = ask(rotated_raster, "Ships?", ScriptedEngine(zoom_call_text([0, 0, 100, 100]), "  "),
+    result = ask(rotated_raster, "Ships?", script(zoom_call_text([0, 0, 100, 100]), "  "),
                  AskOptions(max_pixels=BUDGET))
     assert result.answer == "" and result.answer_empty
     assert any("empty answer" in w for w in result.warnings)
 
 
 def test_cancel_is_polled_between_turns(rotated_raster):
-    engine = ScriptedEngine(zoom_call_text([0, 0, 100, 100]), "never")
+    engine = script(zoom_call_text([0, 0, 100, 100]), "never")
     with pytest.raises(CancelledError):
         ask(rotated_raster, "Ships?", engine, AskOptions(max_pixels=BUDGET),
             should_cancel=lambda: len(engine.conversations) >= 1)
@@ -328,7 +313,7 @@ def test_cancel_is_polled_between_turns(rotated_raster):
 def test_follow_ups_continue_the_conversation_and_can_start_over(rotated_raster):
     history = Conversation()
     options = AskOptions(max_pixels=BUDGET)
-    engine = ScriptedEngine(zoom_call_text([100, 80, 200, 180]), "Two ships.", "White.", "A harbour.")
+    engine = script(zoom_call_text([100, 80, 200, 180]), "Two ships.", "White.", "A harbour.")
     first = ask(rotated_raster, "How many ships?", engine, options, history=history)
     follow = ask(rotated_raster, "What colour are they?", engine, options, history=history)
     sent = engine.conversations[2]
@@ -343,7 +328,7 @@ def test_follow_ups_continue_the_conversation_and_can_start_over(rotated_raster)
     ask(rotated_raster, "What is this?", engine, AskOptions(zoom=False, max_pixels=BUDGET), history=history)
     assert [m["role"] for m in engine.conversations[3]] == ["user"]
 
-    engine = ScriptedEngine("Forest.")
+    engine = script("Forest.")
     moved = ask(rotated_raster, "And here?", engine, AskOptions(zoom=False, window=Window(0, 0, 300, 300)),
                 history=history)
     assert [m["role"] for m in engine.conversations[0]] == ["user"]
@@ -372,18 +357,18 @@ def test_conversation_store_expires_caps_and_resets():
 
 def test_caption_classify_and_ground(rotated_raster):
     options = AskOptions(window=Window(200, 100, 1008, 1008), max_pixels=BUDGET)
-    engine = ScriptedEngine("Many buildings.")
+    engine = script("Many buildings.")
     described = caption(rotated_raster, engine, options)
     assert described.answer == "Many buildings." and described.task == "caption"
     assert _text(engine.conversations[0][-1]) == "Describe the image"
 
-    engine = ScriptedEngine("Dense residential")
+    engine = script("Dense residential")
     classes = ["forest", "dense residential", "residential"]
     classified = classify(rotated_raster, classes, engine, options)
     assert classified.label == "dense residential" and classified.label_score == 1.0
     assert _text(engine.conversations[0][-1]).endswith("forest,dense residential,residential.")
 
-    engine = ScriptedEngine("50,100,150,200 white ship\n")
+    engine = script("50,100,150,200 white ship\n")
     grounded = ground(rotated_raster, "white ship", engine, options)
     image = _images(engine.conversations[0][-1])[0]
     assert image.size == (448, 448)
@@ -397,7 +382,7 @@ def test_caption_classify_and_ground(rotated_raster):
     assert np.allclose(np.asarray(grounded.box_polygon.exterior.coords)[:4], corners, atol=1e-6)
     assert json.loads(json.dumps(grounded.to_json()))["features"]["features"][0]["properties"]["kind"] == "box"
 
-    nothing = ground(rotated_raster, "white ship", ScriptedEngine("There are none."), options)
+    nothing = ground(rotated_raster, "white ship", script("There are none."), options)
     assert nothing.box_polygon is None and nothing.warnings
 
 
@@ -406,7 +391,7 @@ def test_cli_writes_the_roi(rotated_raster, tmp_path):
 
     from rscovlm.cli.ask import _write_roi
 
-    result = ask(rotated_raster, "Ships?", ScriptedEngine(zoom_call_text([100, 80, 200, 180]), "Two."),
+    result = ask(rotated_raster, "Ships?", script(zoom_call_text([100, 80, 200, 180]), "Two."),
                  AskOptions(max_pixels=BUDGET))
     _write_roi(result, tmp_path / "roi.gpkg")
     frame = gpd.read_file(tmp_path / "roi.gpkg")
@@ -424,22 +409,13 @@ def tiny_engine(tiny_model_dir):
     return create_engine(str(tiny_model_dir), device="cpu", batch_size=1)
 
 
-class ForcedZoom:
+def forced_zoom(engine) -> ScriptedEngine:
     """The real engine, except that its first answer is a fixed tool call (to run turn two)."""
-
-    batch_size = 1
-
-    def __init__(self, engine):
-        self.engine, self.calls = engine, 0
-
-    def generate(self, conversations, max_new_tokens=1024):
-        self.calls += 1
-        if self.calls == 1:
-            return [zoom_call_text([20, 20, 120, 100])]
-        return self.engine.generate(conversations, max_new_tokens=max_new_tokens)
-
-    def describe(self):
-        return self.engine.describe()
+    return ScriptedEngine(
+        [zoom_call_text([20, 20, 120, 100])],
+        after=lambda conversation: engine.generate([conversation], max_new_tokens=8)[0].text,
+        batch_size=1,
+    )
 
 
 def test_whole_chain_with_the_tiny_model(rotated_raster, tiny_engine):
@@ -447,7 +423,10 @@ def test_whole_chain_with_the_tiny_model(rotated_raster, tiny_engine):
     result = ask(rotated_raster, "How many ships are docked?", tiny_engine, options)
     assert isinstance(result, AskResult) and isinstance(result.answer, str)
     assert result.zoomed == (result.roi_window is not None)
-    zoomed = ask(rotated_raster, "How many ships are docked?", ForcedZoom(tiny_engine), options)
+    # The scripted tool call costs ~40 tokens: give the turns room for it (the real model
+    # still writes at most 8 tokens in turn two).
+    roomy = AskOptions(max_pixels=BUDGET, max_new_tokens=64)
+    zoomed = ask(rotated_raster, "How many ships are docked?", forced_zoom(tiny_engine), roomy)
     assert zoomed.zoomed and isinstance(zoomed.answer, str) and zoomed.timings["second_turn_s"] > 0
     json.dumps(zoomed.to_json())
 
@@ -473,7 +452,7 @@ def test_a_raster_without_crs_gives_pixel_geometries(tmp_path):
     pixels = np.random.default_rng(5).integers(0, 256, (3, 600, 800), dtype=np.uint8)
     with rasterio.open(path, "w", driver="GTiff", width=800, height=600, count=3, dtype="uint8") as dst:
         dst.write(pixels)
-    engine = ScriptedEngine(zoom_call_text([100, 100, 400, 300]), "A field.")
+    engine = script(zoom_call_text([100, 100, 400, 300]), "A field.")
     result = ask(path, "What is this?", engine, AskOptions(max_pixels=BUDGET))
     roi = result.roi_window
     assert result.crs is None and result.zoomed

@@ -15,6 +15,7 @@ from pyproj import CRS, Geod
 from shapely.geometry import box
 
 from rscovlm.cli import main as cli
+from rscovlm.engines.scripted import ScriptedEngine
 from rscovlm.errors import UserError
 from rscovlm.pipelines.detect import DetectOptions, detect, detect_from_responses
 from rscovlm.responses import ResponseRecord, ResponsesWriter
@@ -82,10 +83,13 @@ def test_cli_detect_with_tiny_model_writes_vector_in_raster_crs(synth_scene, tin
         tiles = 9  # 1200 px, 512/100: starts 0, 412, 688 on each axis
     assert {"class", "support", "tile", "area_m2"} <= set(gdf.columns)
     assert all(footprint.buffer(1e-6).contains(g) for g in gdf.geometry)
-    lines = [json.loads(line) for line in responses.read_text().splitlines()]
-    assert len(lines) == tiles
-    assert set(lines[0]) == {"col_off", "row_off", "width", "height", "input_width", "input_height", "response"}
+    header, *lines = [json.loads(line) for line in responses.read_text().splitlines()]
+    assert header["rscovlm_responses"] == 2 and header["tile_size"] == 512 and header["max_new_tokens"] == 12
+    assert len(lines) == tiles  # the random model's cut answers hold no object lines: nothing to split
+    assert set(lines[0]) == {"col_off", "row_off", "width", "height", "input_width", "input_height", "response",
+                             "finished", "split", "tokens"}
     assert (lines[0]["input_width"], lines[0]["input_height"]) == (504, 504)
+    assert not lines[0]["finished"] and lines[0]["tokens"] == 12 and not lines[0]["split"]
     assert "Wrote" in capsys.readouterr().out
 
 
@@ -97,18 +101,11 @@ def test_all_nodata_tiles_are_never_sent_to_the_model(tmp_path):
             data[:, :520] = 0  # tile 0 spans columns 0-511
             dst.write(data, band)
 
-    class Recorder:
-        batch_size = 4
-        seen = 0
-
-        def generate(self, conversations, max_new_tokens=1024):
-            self.seen += len(conversations)
-            return ["There are none."] * len(conversations)
-
-    engine = Recorder()
+    engine = ScriptedEngine("There are none.", batch_size=4)
     result = detect(raster, engine, DetectOptions())
     assert result.tiles_total == 2 and result.tiles_skipped_nodata == 1
-    assert engine.seen == 1
+    assert engine.request_count == 1
+    assert engine.requests[0].windows == ((388, 0, 512, 500),)  # the tile with data, told to the engine
     assert any("nodata" in w for w in result.warnings)
 
 

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import numpy as np
 import pytest
 import torch
+from openai_server import decode_data_url, openai_server
 from PIL import Image
 
 from rscovlm.engines import create_engine
 from rscovlm.engines.base import Engine, image_to_data_url
 from rscovlm.engines.openai_engine import OpenAIEngine
 from rscovlm.engines.transformers_engine import TransformersEngine
-from rscovlm.errors import UserError
+from rscovlm.errors import CancelledError, EngineUnavailableError, UserError
 
 SYSTEM = (
     "As an AI assistant, you specialize in accurate oriented object detection, delivering "
@@ -71,9 +66,12 @@ def test_batched_generation_matches_one_at_a_time(engine, conversations):
     alone = [engine.generate([c], max_new_tokens=10)[0] for c in conversations]
     assert len(batched) == len(conversations)
     assert batched == alone
-    assert all(answer.strip() for answer in batched)
-    assert len(set(batched)) == len(batched)  # the answer depends on the input
-    assert "<|im_end|>" not in "".join(batched) and "<|image_pad|>" not in "".join(batched)
+    texts = [answer.text for answer in batched]
+    assert all(text.strip() for text in texts)
+    assert len(set(texts)) == len(texts)  # the answer depends on the input
+    assert "<|im_end|>" not in "".join(texts) and "<|image_pad|>" not in "".join(texts)
+    # The random model never ends an answer by itself: each one ran to the budget, and says so.
+    assert all(not a.finished and a.tokens == 10 for a in batched)
 
 
 def test_batches_larger_than_batch_size_keep_order(engine, conversations):
@@ -164,8 +162,9 @@ def test_bad_options_are_explained(tiny_model_dir):
 def test_create_engine_picks_the_engine(tiny_model_dir):
     local = create_engine(str(tiny_model_dir), batch_size=2)
     assert isinstance(local, TransformersEngine) and local.batch_size == 2
-    remote = create_engine("rscovlm", openai_base_url="http://127.0.0.1:9/v1", batch_size=3)
+    remote = create_engine("rscovlm", openai_base_url="http://127.0.0.1:9/v1", concurrency=3)
     assert isinstance(remote, OpenAIEngine) and remote.describe()["endpoint"] == "http://127.0.0.1:9/v1"
+    assert (remote.batch_size, remote.concurrency) == (1, 3)
     with pytest.raises(UserError, match="lora-modules"):
         create_engine("rscovlm", adapter="lora", openai_base_url="http://127.0.0.1:9/v1")
 
@@ -173,94 +172,101 @@ def test_create_engine_picks_the_engine(tiny_model_dir):
 # -- OpenAI-compatible server on loopback -------------------------------------------------
 
 
-def _decode_data_url(url: str) -> Image.Image:
-    header, payload = url.split(",", 1)
-    assert header == "data:image/png;base64"
-    return Image.open(io.BytesIO(base64.b64decode(payload))).convert("RGB")
-
-
-def _to_hf(messages: list[dict]) -> list[dict]:
-    """What a vLLM server does with the request: image_url parts back into images."""
-    converted = []
-    for message in messages:
-        content = message["content"]
-        if isinstance(content, list):
-            content = [
-                {"type": "image", "image": _decode_data_url(p["image_url"]["url"])}
-                if p["type"] == "image_url" else {"type": "text", "text": p["text"]}
-                for p in content
-            ]
-        converted.append({"role": message["role"], "content": content})
-    return converted
-
-
 @pytest.fixture(scope="module")
 def chat_server(engine):
     """A real HTTP server answering /v1/chat/completions from the tiny model."""
-    received: list[dict] = []
-    lock = threading.Lock()
+    with openai_server(engine) as (base_url, state):
+        yield base_url, state
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if self.path != "/v1/chat/completions" or body["model"] != "tiny":
-                self._send(404, {"error": {"message": f"The model `{body['model']}` does not exist."}})
-                return
-            with lock:
-                received.append(body)
-                answer = engine.generate([_to_hf(body["messages"])], max_new_tokens=body["max_tokens"])[0]
-            self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}]})
 
-        def _send(self, status, payload):
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", received
-    server.shutdown()
-    server.server_close()
+def _answers_only(state):
+    return [b for b in state.received if b.get("stream")]
 
 
 def test_openai_engine_gives_the_local_answers(chat_server, engine, conversations):
-    base_url, received = chat_server
-    remote = OpenAIEngine(base_url, "tiny", batch_size=3)
+    base_url, state = chat_server
+    remote = OpenAIEngine(base_url, "tiny", concurrency=3)
     try:
         assert remote.generate(conversations, max_new_tokens=8) == engine.generate(conversations, max_new_tokens=8)
+        assert remote.max_new_tokens_limit == 32768 and remote.describe()["concurrency"] == 3
     finally:
         remote.close()
-    assert len(received) >= len(conversations)
+    assert len(_answers_only(state)) >= len(conversations)
 
 
 def test_openai_request_format(chat_server, conversations):
-    base_url, received = chat_server
-    received.clear()
+    base_url, state = chat_server
+    state.received.clear()
     remote = OpenAIEngine(base_url, "tiny")
     remote.generate([conversations[0]], max_new_tokens=5)
     remote.close()
-    body = received[0]
+    body = _answers_only(state)[0]
     assert body["temperature"] == 0 and body["max_tokens"] == 5 and body["model"] == "tiny"
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    image = conversations[0][1]["content"][0]["image"]
+    area = image.width * image.height
+    # The pixel bounds travel with the image, widened to hold it: the server keeps its size.
+    bounds = body["mm_processor_kwargs"]
+    assert bounds["min_pixels"] <= area <= bounds["max_pixels"]
     system, user = body["messages"]
     assert system == {"role": "system", "content": SYSTEM}
     image_part, text_part = user["content"]
-    assert image_part["image_url"]["url"] == image_to_data_url(conversations[0][1]["content"][0]["image"])
-    sent = _decode_data_url(image_part["image_url"]["url"])
-    assert np.array_equal(np.asarray(sent), np.asarray(conversations[0][1]["content"][0]["image"]))
+    assert image_part["image_url"]["url"] == image_to_data_url(image)
+    sent = decode_data_url(image_part["image_url"]["url"])
+    assert np.array_equal(np.asarray(sent), np.asarray(image))
     assert text_part == {"type": "text", "text": "find the plane, ship."}
+    # The size probe (two one-token requests, with and without the image) ran once for this size.
+    probes = [b for b in state.received if not b.get("stream")]
+    assert len(probes) == 2 and all(b["max_tokens"] == 1 for b in probes)
+
+
+def test_openai_budget_hit_is_reported(chat_server, conversations):
+    base_url, _ = chat_server
+    remote = OpenAIEngine(base_url, "tiny")
+    answer = remote.generate([conversations[1]], max_new_tokens=4)[0]
+    remote.close()
+    assert not answer.finished and answer.tokens == 4  # the random model never stops by itself
+
+
+def test_openai_transient_failures_are_retried(chat_server, engine, conversations):
+    base_url, state = chat_server
+    remote = OpenAIEngine(base_url, "tiny", backoff_s=0.01, check_image_size=False)
+    state.faults.extend(["503", "drop", "502"])
+    try:
+        answer = remote.generate([conversations[2]], max_new_tokens=6)[0]
+    finally:
+        state.faults.clear()
+    assert answer == engine.generate([conversations[2]], max_new_tokens=6)[0]
+    state.faults.extend(["503"] * 10)
+    try:
+        with pytest.raises(EngineUnavailableError, match="after 3 tries"):
+            OpenAIEngine(base_url, "tiny", retries=2, backoff_s=0.01, check_image_size=False).generate(
+                [conversations[2]], max_new_tokens=6)
+    finally:
+        state.faults.clear()
+    remote.close()
+
+
+def test_a_server_that_resizes_images_is_refused(chat_server, conversations):
+    base_url, state = chat_server
+    state.shrink = 0.5
+    try:
+        with pytest.raises(UserError, match="resizes images again"):
+            OpenAIEngine(base_url, "tiny").generate([conversations[0]], max_new_tokens=2)
+    finally:
+        state.shrink = None
+
+
+def test_openai_cancel_stops_at_once(chat_server, conversations):
+    base_url, _ = chat_server
+    with pytest.raises(CancelledError):
+        OpenAIEngine(base_url, "tiny").generate([conversations[0]], max_new_tokens=4, should_cancel=lambda: True)
 
 
 def test_openai_server_errors_are_explained(chat_server, conversations):
     base_url, _ = chat_server
     with pytest.raises(UserError, match="answered 404: The model `other` does not exist"):
-        OpenAIEngine(base_url, "other").generate([conversations[3]], max_new_tokens=2)
+        OpenAIEngine(base_url, "other", check_image_size=False).generate([conversations[3]], max_new_tokens=2)
 
 
 def test_openai_unreachable_server_is_explained(conversations):
@@ -269,8 +275,9 @@ def test_openai_unreachable_server_is_explained(conversations):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(UserError, match="Could not reach the model server"):
-        OpenAIEngine(f"http://127.0.0.1:{port}/v1", "tiny", timeout=5).generate([conversations[3]], max_new_tokens=2)
+    with pytest.raises(EngineUnavailableError, match="Could not reach the model server"):
+        OpenAIEngine(f"http://127.0.0.1:{port}/v1", "tiny", timeout=5, retries=1, backoff_s=0.01).generate(
+            [conversations[3]], max_new_tokens=2)
 
 
 # -- GPU only -----------------------------------------------------------------------------
@@ -283,7 +290,9 @@ def test_cuda_bf16_generation_matches_batched(tiny_model_dir, conversations):
     assert info["device"] == "cuda:0" and info["dtype"] in {"bfloat16", "float16"}
     assert info["gpu"] and info["gpu_memory_used_gb"] > 0
     answers = gpu.generate(conversations, max_new_tokens=8)
-    assert len(answers) == len(conversations) and all(isinstance(a, str) for a in answers)
+    assert len(answers) == len(conversations) and all(isinstance(a.text, str) for a in answers)
+    assert answers == TransformersEngine.from_pretrained(str(tiny_model_dir), device="cuda", batch_size=1).generate(
+        conversations, max_new_tokens=8)
 
 
 @pytest.mark.gpu

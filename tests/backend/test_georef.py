@@ -13,7 +13,14 @@ import shapely
 from affine import Affine
 from pyproj import CRS
 
-from rscovlm.georef import pixel_polygons_to_map, pixel_to_map, polygon_areas_m2
+from rscovlm.georef import (
+    PointMapping,
+    map_to_pixel,
+    pixel_polygons_to_map,
+    pixel_to_map,
+    points_to_pixel,
+    polygon_areas_m2,
+)
 
 ROTATED = Affine(0.48, 0.21, 512_345.0, 0.13, -0.52, 4_650_100.0)  # rotation + shear
 GEOGRAPHIC = Affine(0.0005, 0.0, 14.25, 0.0, -0.0004, 45.75)
@@ -119,3 +126,46 @@ def test_planar_area_uses_the_linear_unit():
 def test_no_crs_gives_nan():
     areas = polygon_areas_m2([shapely.box(0, 0, 2, 2)], None)
     assert areas.shape == (1,) and np.isnan(areas[0])
+
+
+class _Bent:
+    """A PointMapping no affine describes: x grows with the square of the column."""
+
+    def pixel_to_map(self, cols, rows):
+        return 1000.0 + 0.01 * np.asarray(cols) ** 2, 5000.0 - 2.0 * np.asarray(rows)
+
+    def map_to_pixel(self, xs, ys):
+        return np.sqrt((np.asarray(xs) - 1000.0) / 0.01), (5000.0 - np.asarray(ys)) / 2.0
+
+
+def test_a_point_mapping_is_applied_point_by_point_and_inverted():
+    bent = _Bent()
+    assert isinstance(bent, PointMapping)
+    mapped = pixel_to_map(QUADS, bent)
+    xs, ys = bent.pixel_to_map(QUADS[:, 0::2], QUADS[:, 1::2])
+    np.testing.assert_allclose(mapped[:, 0::2], xs)
+    np.testing.assert_allclose(mapped[:, 1::2], ys)
+    np.testing.assert_allclose(map_to_pixel(mapped, bent), QUADS, atol=1e-9)
+    cols, rows = points_to_pixel(mapped[0, 0::2], mapped[0, 1::2], bent)
+    np.testing.assert_allclose(np.column_stack([cols, rows]).ravel(), QUADS[0], atol=1e-9)
+    polygons = pixel_polygons_to_map(np.array([shapely.Polygon(q.reshape(4, 2)) for q in QUADS]), bent)
+    for geom, quad in zip(polygons, mapped):
+        np.testing.assert_allclose(np.asarray(geom.exterior.coords)[:4].ravel(), quad, atol=1e-9)
+    assert pixel_to_map(np.zeros((0, 8)), bent).shape == (0, 8)
+
+
+def test_map_to_pixel_inverts_the_full_affine():
+    np.testing.assert_allclose(map_to_pixel(pixel_to_map(QUADS, ROTATED), ROTATED), QUADS, atol=1e-6)
+    assert map_to_pixel(np.zeros((0, 8)), ROTATED).shape == (0, 8)
+
+
+def test_anything_else_as_a_transform_is_a_type_error():
+    with pytest.raises(TypeError, match="Affine or a PointMapping"):
+        pixel_to_map(QUADS, (0.5, 0.0, 100.0, 0.0, -0.5, 200.0))
+    with pytest.raises(TypeError):
+        map_to_pixel(QUADS, None)
+
+
+def test_compound_crs_areas_use_the_horizontal_part():
+    square = shapely.box(0, 0, 100, 100)
+    assert polygon_areas_m2([square], CRS.from_user_input("EPSG:32618+5773"))[0] == pytest.approx(10_000.0)

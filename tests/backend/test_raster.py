@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import threading
+import time
 import warnings
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from pyproj import Transformer
+from pyproj import CRS, Transformer
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
 from rscovlm.errors import UserError
-from rscovlm.raster import RasterError, RasterSource
+from rscovlm.geometry import quads_to_polygons
+from rscovlm.georef import map_to_pixel, pixel_to_map, polygon_areas_m2
+from rscovlm.raster import GDALPointMapping, RasterError, RasterSource
 from rscovlm.tiling import Window
 
 UTM = Affine(0.5, 0.0, 500_000.0, 0.0, -0.5, 4_650_000.0)
@@ -279,3 +286,290 @@ def test_region_in_a_crs_needs_a_georeferenced_raster(tmp_path):
         with pytest.raises(RasterError, match="no CRS"):
             src.region_window((0, 0, 10, 10), crs="EPSG:4326")
         assert src.region_window((2, 2, 20, 20)) == Window(2, 2, 18, 18)
+
+
+# --- rasters placed by ground control points, RPCs, compound CRSs --------------------------
+
+#: the geotransform and CRS of rasterio's RGB.byte.tif (Landsat, 300 m pixels, UTM 18N)
+LANDSAT = Affine(300.0379266750948, 0.0, 101985.0, 0.0, -300.041782729805, 2826915.0)
+LANDSAT_CRS = "EPSG:32618"
+LANDSAT_HW = (718, 791)
+#: detections in image pixels: inside, on the far corner, and a small one in the middle
+DETECTIONS = np.array([
+    [10.5, 20.25, 60.0, 25.0, 55.0, 80.0, 5.0, 75.0],
+    [700.0, 600.0, 790.0, 600.0, 790.0, 718.0, 700.0, 718.0],
+    [395.0, 359.0, 400.5, 359.0, 400.5, 364.5, 395.0, 364.5],
+])
+
+
+def landsat_like(path, transform=LANDSAT, crs=LANDSAT_CRS):
+    data = np.random.default_rng(3).integers(1, 255, (3, *LANDSAT_HW), dtype=np.uint8)
+    return write_tif(path, data, transform=transform, crs=crs, photometric="RGB")
+
+
+def gcps_from(transform, to_crs=None, steps=4):
+    """A grid of GCPs that say where pixels are according to ``transform`` (in ``to_crs``)."""
+    from rasterio.control import GroundControlPoint
+
+    height, width = LANDSAT_HW
+    project = None if to_crs is None else Transformer.from_crs(LANDSAT_CRS, to_crs, always_xy=True)
+    gcps = []
+    for row in np.linspace(0, height, steps):
+        for col in np.linspace(0, width, steps):
+            x, y = transform @ (col, row)
+            if project is not None:
+                x, y = project.transform(x, y)
+            gcps.append(GroundControlPoint(row=float(row), col=float(col), x=float(x), y=float(y)))
+    return gcps
+
+
+def write_gcp_tif(path, gcps, gcp_crs):
+    """A GeoTIFF with GCPs and no geotransform, like a scan placed in the QGIS Georeferencer."""
+    data = np.random.default_rng(3).integers(1, 255, (3, *LANDSAT_HW), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", width=LANDSAT_HW[1], height=LANDSAT_HW[0], count=3,
+                           dtype="uint8", photometric="RGB") as dst:
+            dst.write(data)
+            dst.gcps = (gcps, rasterio.crs.CRS.from_user_input(gcp_crs))
+    return path
+
+
+def write_vrt(path, source, *, srs_wkt=None, geotransform=None, gcps=None, gcp_srs_wkt=None):
+    """A VRT over ``source``'s three bands: what gdal_translate -of VRT writes, by hand."""
+    from xml.sax.saxutils import quoteattr
+
+    height, width = LANDSAT_HW
+    parts = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
+    if srs_wkt:
+        parts.append(f'<SRS dataAxisToSRSAxisMapping="1,2">{srs_wkt}</SRS>')
+    if geotransform is not None:
+        parts.append(f"<GeoTransform>{', '.join(repr(float(v)) for v in geotransform)}</GeoTransform>")
+    if gcps:
+        parts.append(f'<GCPList Projection={quoteattr(gcp_srs_wkt)} dataAxisToSRSAxisMapping="2,1">')
+        parts += [f'<GCP Id="{k}" Pixel="{g.col!r}" Line="{g.row!r}" X="{g.x!r}" Y="{g.y!r}" />'
+                  for k, g in enumerate(gcps)]
+        parts.append("</GCPList>")
+    for band, colour in zip((1, 2, 3), ("Red", "Green", "Blue")):
+        parts.append(
+            f'<VRTRasterBand dataType="Byte" band="{band}"><ColorInterp>{colour}</ColorInterp>'
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{source}</SourceFilename>'
+            f"<SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand>"
+        )
+    parts.append("</VRTDataset>")
+    path.write_text("\n".join(parts))
+    return path
+
+
+def test_gcps_that_fit_an_affine_become_that_geotransform(tmp_path):
+    reference = landsat_like(tmp_path / "ref.tif")
+    placed = write_gcp_tif(tmp_path / "gcp.tif", gcps_from(LANDSAT, steps=3), LANDSAT_CRS)
+    with RasterSource.open(reference) as ref, RasterSource.open(placed) as src:
+        assert src.georeferenced and src.crs.equals(ref.crs)
+        assert isinstance(src.transform, Affine) and src.transform.almost_equals(LANDSAT, precision=1e-6)
+        assert any("georeferenced through 9 ground control points" in note for note in src.notes), src.notes
+        mapped = pixel_to_map(DETECTIONS, src.transform)
+        np.testing.assert_allclose(mapped, pixel_to_map(DETECTIONS, ref.transform), rtol=0, atol=1e-3)
+        # areas in m², not pixels counted as square metres
+        areas = polygon_areas_m2(quads_to_polygons(mapped), src.crs)
+        assert areas[2] == pytest.approx(5.5 * 5.5 * 300.0379266750948 * 300.041782729805, rel=1e-6)
+        bounds = (150_000.0, 2_700_000.0, 200_000.0, 2_750_000.0)
+        assert src.region_window(bounds) == ref.region_window(bounds)
+
+
+def test_gcps_in_another_crs_are_used_through_gdals_gcp_transformer(tmp_path):
+    """RGB.byte.gcp.vrt style: an identity geotransform labelled UTM, GCPs in WGS 84 lon/lat."""
+    reference = landsat_like(tmp_path / "ref.tif")
+    pixels = landsat_like(tmp_path / "pixels.tif", transform=None, crs=None)
+    gcps = gcps_from(LANDSAT, to_crs="EPSG:4326")
+    vrt = write_vrt(tmp_path / "gcp.vrt", pixels, srs_wkt=CRS(LANDSAT_CRS).to_wkt("WKT1_GDAL"),
+                    geotransform=(0, 1, 0, 0, 0, 1), gcps=gcps, gcp_srs_wkt=CRS(4326).to_wkt("WKT1_GDAL"))
+    with RasterSource.open(reference) as ref, RasterSource.open(vrt) as src:
+        # the GCPs' CRS, never the label of the meaningless identity geotransform
+        assert src.georeferenced and src.crs.equals(CRS(4326))
+        assert isinstance(src.transform, GDALPointMapping)
+        note = next(n for n in src.notes if "ground control points" in n)
+        assert "georeferenced through 16 ground control points" in note and "polynomial" in note
+        mapped = pixel_to_map(DETECTIONS, src.transform).reshape(-1, 2)
+        expected = pixel_to_map(DETECTIONS, ref.transform).reshape(-1, 2)
+        back_x, back_y = Transformer.from_crs(4326, LANDSAT_CRS, always_xy=True).transform(mapped[:, 0], mapped[:, 1])
+        miss_m = np.hypot(back_x - expected[:, 0], back_y - expected[:, 1])
+        assert miss_m.max() < 300.0, miss_m  # within a pixel
+        areas = polygon_areas_m2(quads_to_polygons(mapped.reshape(-1, 8)), src.crs)
+        ref_areas = polygon_areas_m2(quads_to_polygons(expected.reshape(-1, 8)), ref.crs)
+        np.testing.assert_allclose(areas, ref_areas, rtol=0.02)  # UTM's scale error is ~0.1 %
+        # a region maps back to (nearly) the same pixels, in the raster's CRS or another one
+        window = src.region_window((-77.0, 24.5, -76.5, 25.0), "EPSG:4326")
+        ref_window = ref.region_window((-77.0, 24.5, -76.5, 25.0), "EPSG:4326")
+        assert np.abs(np.subtract(window.as_tuple(), ref_window.as_tuple())).max() <= 1
+        utm_box = (150_000.0, 2_700_000.0, 200_000.0, 2_750_000.0)
+        window = src.region_window(utm_box, LANDSAT_CRS)
+        assert np.abs(np.subtract(window.as_tuple(), ref.region_window(utm_box).as_tuple())).max() <= 1
+
+
+@pytest.mark.skipif(shutil.which("gdaltransform") is None, reason="gdaltransform is not installed")
+def test_gcp_mapping_agrees_with_gdaltransform(tmp_path):
+    # GCPs with measurement error, as a hand-placed set has: no affine fits them
+    gcps = gcps_from(LANDSAT, steps=4)
+    noise = np.random.default_rng(5).normal(0.0, 400.0, (len(gcps), 2))
+    gcps = [type(g)(row=g.row, col=g.col, x=g.x + dx, y=g.y + dy) for g, (dx, dy) in zip(gcps, noise)]
+    placed = write_gcp_tif(tmp_path / "noisy.tif", gcps, LANDSAT_CRS)
+    points = DETECTIONS.reshape(-1, 2)
+    result = subprocess.run(["gdaltransform", str(placed)], input="".join(f"{x} {y}\n" for x, y in points),
+                            capture_output=True, text=True, check=True, timeout=60)
+    expected = np.array([[float(v) for v in line.split()[:2]] for line in result.stdout.strip().splitlines()])
+    with RasterSource.open(placed) as src:
+        assert not isinstance(src.transform, Affine)
+        mapped = pixel_to_map(DETECTIONS, src.transform).reshape(-1, 2)
+        np.testing.assert_allclose(mapped, expected, rtol=0, atol=1e-3)
+        # and back: map -> pixel inverts it to a small fraction of a pixel
+        np.testing.assert_allclose(map_to_pixel(mapped.reshape(-1, 8), src.transform), DETECTIONS, atol=0.05)
+
+
+def test_compound_crs_gives_its_horizontal_part(tmp_path):
+    pixels = landsat_like(tmp_path / "pixels.tif", transform=None, crs=None)
+    compound = CRS("EPSG:32618+5773")  # UTM 18N + EGM96 height
+    vrt = write_vrt(tmp_path / "compd.vrt", pixels, srs_wkt=compound.to_wkt("WKT1_GDAL"),
+                    geotransform=LANDSAT.to_gdal())
+    gcp_vrt = write_vrt(tmp_path / "compd_gcp.vrt", pixels, gcps=gcps_from(LANDSAT, steps=2),
+                        gcp_srs_wkt=compound.to_wkt("WKT1_GDAL"))
+    for path in (vrt, gcp_vrt):
+        with RasterSource.open(path) as src:
+            assert src.georeferenced and not src.crs.is_compound and src.crs.to_epsg() == 32618, path
+            assert isinstance(src.transform, Affine) and src.transform.almost_equals(LANDSAT, precision=1e-6)
+            assert any("compound" in note and "horizontal" in note for note in src.notes), src.notes
+
+
+def test_too_few_or_collinear_gcps_and_a_bare_crs_leave_pixel_coordinates(tmp_path):
+    from rasterio.control import GroundControlPoint as Gcp
+
+    two = write_gcp_tif(tmp_path / "two.tif", gcps_from(LANDSAT, steps=2)[:2], LANDSAT_CRS)
+    line = write_gcp_tif(tmp_path / "line.tif", [Gcp(row=k, col=k, x=100.0 * k, y=-100.0 * k) for k in range(4)],
+                         LANDSAT_CRS)
+    bare = write_tif(tmp_path / "bare.tif", np.zeros((3, 16, 16), dtype=np.uint8), transform=None, crs="EPSG:32633")
+    for path, why in ((two, "only 2 ground control points"), (line, "one line"), (bare, "alone cannot place")):
+        with RasterSource.open(path) as src:
+            assert src.georeferenced is False and src.crs is None, path
+            assert isinstance(src.transform, Affine) and src.transform.is_identity
+            assert any(why in note and "pixel coordinates" in note for note in src.notes), src.notes
+
+
+def write_rpc_tif(path, width=400, height=300):
+    """A raster with RPCs that place it on a plain lon/lat grid (0.0001° pixels) at 250 m."""
+    from rasterio.rpc import RPC
+
+    def term(index, value=1.0):
+        coefficients = [0.0] * 20
+        coefficients[index] = value
+        return coefficients
+
+    rpcs = RPC(height_off=250.0, height_scale=500.0, lat_off=45.015, lat_scale=0.015, line_den_coeff=term(0),
+               line_num_coeff=term(2, -1.0), line_off=height / 2, line_scale=height / 2, long_off=14.02,
+               long_scale=0.02, samp_den_coeff=term(0), samp_num_coeff=term(1), samp_off=width / 2,
+               samp_scale=width / 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8") as dst:
+            dst.write(np.full((3, height, width), 90, dtype=np.uint8))
+            dst.rpcs = rpcs
+    return path
+
+
+def test_rpcs_place_the_raster_in_wgs84(tmp_path):
+    path = write_rpc_tif(tmp_path / "rpc.tif")
+    # GDAL's RPC model puts RPC line/sample on pixel centres: a half-pixel shift from the grid
+    grid = Affine(0.0001, 0.0, 14.0, 0.0, -0.0001, 45.03) @ Affine.translation(-0.5, -0.5)
+    with RasterSource.open(path) as src:
+        assert src.georeferenced and src.crs.to_epsg() == 4326
+        assert any("RPCs" in note and "250 m" in note for note in src.notes), src.notes
+        quads = np.array([[0.0, 0.0, 400.0, 0.0, 400.0, 300.0, 0.0, 300.0], [100.5, 20.25, 130.0, 22.0, 128.0, 60.0, 99.0, 58.0]])
+        np.testing.assert_allclose(pixel_to_map(quads, src.transform), pixel_to_map(quads, grid), rtol=0, atol=1e-7)
+        window = src.region_window((14.01, 45.01, 14.02, 45.02), "EPSG:4326")
+        assert np.abs(np.subtract(window.as_tuple(), (100, 100, 100, 100))).max() <= 1
+        with pytest.raises(RasterError, match="outside"):
+            src.region_window((100.0, 10.0, 101.0, 11.0), "EPSG:4326")
+    if shutil.which("gdaltransform"):
+        result = subprocess.run(["gdaltransform", "-rpc", "-to", "RPC_HEIGHT=250", str(path)], input="100.5 20.25\n",
+                                capture_output=True, text=True, check=True, timeout=60)
+        expected = [float(v) for v in result.stdout.split()[:2]]
+        np.testing.assert_allclose(pixel_to_map(quads, src.transform)[1, :2], expected, rtol=0, atol=1e-9)
+
+
+# --- files that must be refused at open, with a sentence ------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "complex128", "complex_int16"])
+def test_complex_rasters_are_refused_with_a_way_out(tmp_path, dtype):
+    path = tmp_path / "slc.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=1, dtype=dtype,
+                       crs="EPSG:32633", transform=UTM) as dst:
+        if dtype != "complex_int16":
+            dst.write(np.full((1, 16, 16), 3 + 4j, dtype=dtype))
+    with pytest.raises(RasterError, match="complex values") as caught:
+        RasterSource.open(path)
+    assert "amplitude" in str(caught.value) and "gdal_translate" in str(caught.value)
+
+
+def _unblock_after(path, seconds=5.0):
+    """Open the FIFO for writing after a while so a regressed open fails instead of hanging."""
+    def writer():
+        time.sleep(seconds)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # nobody is reading it: the open was refused, as it should be
+            return
+        os.close(fd)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_pipes_and_devices_are_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "scene.tif"
+    os.mkfifo(fifo)
+    _unblock_after(fifo)
+    started = time.monotonic()
+    with pytest.raises(RasterError, match="named pipe"):
+        RasterSource.open(fifo)
+    assert time.monotonic() - started < 2.0
+    # a device behind a .tif name (a symbolic link to /dev/null)
+    device = tmp_path / "null.tif"
+    device.symlink_to("/dev/null")
+    with pytest.raises(RasterError, match="character device"):
+        RasterSource.open(device)
+    # a VRT whose pixels come from the pipe: the first read would wait forever
+    vrt = write_vrt(tmp_path / "pipe.vrt", fifo, geotransform=LANDSAT.to_gdal())
+    with pytest.raises(RasterError, match=r"reads its pixels from .*scene\.tif.*named pipe"):
+        RasterSource.open(vrt)
+    assert time.monotonic() - started < 2.0
+
+
+def test_detections_on_a_gcp_raster_come_out_in_map_coordinates(tmp_path):
+    """The whole path, replayed from model answers: polygons, CRS and area_m2 as on the original."""
+    from rscovlm.pipelines.detect import detect_from_responses
+    from rscovlm.responses import ResponseRecord, ResponsesWriter
+
+    reference = landsat_like(tmp_path / "ref.tif")
+    pixels = landsat_like(tmp_path / "pixels.tif", transform=None, crs=None)
+    vrt = write_vrt(tmp_path / "gcp.vrt", pixels, gcps=gcps_from(LANDSAT, to_crs="EPSG:4326"),
+                    gcp_srs_wkt=CRS(4326).to_wkt("WKT1_GDAL"))
+    answer = "100,100,200,100,200,160,100,160 plane"  # model-input pixels of a 504 px input
+    responses = tmp_path / "r.jsonl"
+    with ResponsesWriter(responses) as writer:
+        for col in (0, 279):
+            for row in (0, 206):
+                writer.write(ResponseRecord(col, row, 512, 512, 504, 504, answer if (col, row) == (0, 0) else
+                                            "There are none."))
+    on_gcps = detect_from_responses(vrt, responses)
+    on_affine = detect_from_responses(reference, responses)
+    assert on_gcps.crs.equals(CRS(4326)) and on_gcps.gdf.crs.equals(CRS(4326))
+    assert len(on_gcps.gdf) == len(on_affine.gdf) == 1
+    corners = np.asarray(on_gcps.gdf.geometry[0].exterior.coords)[:4]
+    xs, ys = Transformer.from_crs(4326, LANDSAT_CRS, always_xy=True).transform(corners[:, 0], corners[:, 1])
+    expected = np.asarray(on_affine.gdf.geometry[0].exterior.coords)[:4]
+    assert np.hypot(xs - expected[:, 0], ys - expected[:, 1]).max() < 300.0  # within a pixel
+    area = on_gcps.gdf["area_m2"][0]
+    assert area == pytest.approx(on_affine.gdf["area_m2"][0], rel=0.02)
+    assert area > 1e8  # about 100 x 60 pixels of 300 m, not 6,000 "square metres" of pixels

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from server_harness import client, serving, wait_for, write_small_geotiff
 
@@ -266,6 +267,75 @@ def test_bad_raster_path_and_corrupt_file_get_a_sentence_and_the_server_goes_on(
     assert wait_for(api, good.json()["job_id"], {"succeeded"})["progress"] == {"done": 1, "total": 1}
 
 
+def test_empty_path_and_empty_class_list_are_refused_and_the_schema_says_so(quick_url, raster):
+    api = client(quick_url, TOKEN)
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("DetectRequest", "AskRequest"):
+        fields = schemas[name]["properties"]
+        assert fields["raster_path"]["minLength"] == 1, name
+        classes = next(kind for kind in fields["classes"]["anyOf"] if kind.get("type") == "array")
+        assert classes["minItems"] == 1 and classes["items"]["minLength"] == 1, name
+
+    answer = api.post("/v1/jobs/detect", json={"raster_path": "", "classes": []})
+    assert answer.status_code == 422
+    problems = {p["field"]: p["problem"] for p in answer.json()["errors"]}
+    assert "full path of a raster file" in problems["raster_path"]
+    assert "at least one class name" in problems["classes"]
+    answer = api.post("/v1/jobs/detect", json={"raster_path": "   ", "classes": ["plane", " "]})
+    problems = {p["field"]: p["problem"] for p in answer.json()["errors"]}
+    assert set(problems) == {"raster_path", "classes.1"} and problems["classes.1"] == "cannot be empty"
+    answer = api.post("/v1/jobs/ask", json={"raster_path": str(raster), "task": "classify", "classes": []})
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "classes"
+
+
+def test_request_defaults_and_limits_come_from_the_defaults_module(quick_url):
+    from rscovlm import defaults
+
+    schemas = client(quick_url, TOKEN).get("/openapi.json").json()["components"]["schemas"]
+    detect, ask = schemas["DetectRequest"]["properties"], schemas["AskRequest"]["properties"]
+    assert detect["tile_size"]["default"] == defaults.TILE_SIZE
+    assert (detect["tile_size"]["minimum"], detect["tile_size"]["maximum"]) == (
+        defaults.TILE_SIZE_MIN, defaults.TILE_SIZE_MAX)
+    assert detect["overlap"]["default"] == defaults.OVERLAP
+    assert detect["max_new_tokens"]["default"] == defaults.DETECT_MAX_NEW_TOKENS == 16384
+    assert ask["max_new_tokens"]["default"] == defaults.ASK_MAX_NEW_TOKENS
+    for tokens in (detect["max_new_tokens"], ask["max_new_tokens"]):
+        assert (tokens["minimum"], tokens["maximum"]) == (defaults.MIN_NEW_TOKENS, defaults.MAX_NEW_TOKENS_LIMIT)
+
+
+def test_complex_and_pipe_rasters_get_a_sentence_not_a_500_or_a_hang(quick_url, tmp_path):
+    import rasterio
+    from affine import Affine
+
+    api = client(quick_url, TOKEN)
+    slc = tmp_path / "slc.tif"
+    with rasterio.open(slc, "w", driver="GTiff", width=8, height=8, count=1, dtype="complex64",
+                       crs="EPSG:32633", transform=Affine(1.0, 0.0, 500000.0, 0.0, -1.0, 4500000.0)) as dst:
+        dst.write(np.full((1, 8, 8), 1 + 2j, dtype="complex64"))
+    for kind, body in (("detect", {}), ("ask", {"question": "what is here?"})):
+        answer = api.post(f"/v1/jobs/{kind}", json={"raster_path": str(slc), **body})
+        assert answer.status_code == 400, answer.text
+        assert "complex values" in answer.json()["detail"] and "amplitude" in answer.json()["detail"]
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "pipe.tif"
+        os.mkfifo(fifo)
+        answer = api.post("/v1/jobs/detect", json={"raster_path": str(fifo)}, timeout=10)
+        assert answer.status_code in (400, 422) and "regular file" in answer.json()["detail"]
+
+
+def test_405_names_every_method_the_path_serves(quick_url):
+    api = client(quick_url, TOKEN)
+    for method in ("OPTIONS", "PUT", "PATCH"):
+        answer = api.request(method, "/v1/jobs/abc")
+        assert answer.status_code == 405
+        assert answer.headers["allow"] == "DELETE, GET", answer.headers
+        assert "DELETE, GET" in answer.json()["detail"]
+    answer = api.request("OPTIONS", "/v1/jobs/abc/result")
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET"
+    answer = api.request("PUT", "/v1/status")
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET"
+
+
 def test_body_too_large_gets_413_declared_or_chunked(quick_url, raster):
     api = client(quick_url, TOKEN)
     big = {"raster_path": str(raster), "question": "x" * 70_000}
@@ -466,8 +536,14 @@ def test_real_detection_over_http_returns_geojson_in_the_raster_crs(engine, synt
     assert "crs_wkt" in collection
     assert collection["rscovlm"]["tiles_total"] == status["progress"]["total"]
     # The job kept its raw per-tile responses, replayable without the model.
+    from rscovlm.pipelines.detect import DetectOptions, detect_from_responses
+    from rscovlm.responses import read_responses
+
     kept = Path(collection["rscovlm"]["responses_path"])
-    assert len(kept.read_text().splitlines()) == status["progress"]["total"]
+    assert len(read_responses(kept)) >= status["progress"]["total"]
+    options = DetectOptions(classes=("plane", "ship"), tile_size=256, overlap=32, bounds=tuple(region))
+    replayed = detect_from_responses(raster, kept, options)
+    assert len(replayed.gdf) == len(collection["features"])
     for feature in collection["features"]:
         assert {"class", "support", "tile", "area_m2"} <= set(feature["properties"])
 
@@ -608,7 +684,7 @@ def test_single_turn_tasks_run_as_ask_jobs_and_need_their_inputs(engine, synth_s
 
 
 def test_a_cancelled_detection_keeps_no_half_written_responses_file(engine, synth_scene):
-    from rscovlm.server.jobs import responses_dir
+    from rscovlm.server.runners import responses_dir
 
     raster, _truth = synth_scene
     before = set(responses_dir().glob("*.jsonl")) if responses_dir().exists() else set()
@@ -624,3 +700,56 @@ def test_a_cancelled_detection_keeps_no_half_written_responses_file(engine, synt
         api.delete(f"/v1/jobs/{job}")
         assert wait_for(api, job, {"succeeded", "failed", "cancelled"}, timeout=120)["state"] == "cancelled"
     assert set(responses_dir().glob("*.jsonl")) == before  # ...and a cancelled run leaves nothing behind
+
+
+def test_model_free_serve_answers_jobs_and_clears_a_killed_servers_partial_file(tmp_path, synth_scene):
+    import signal
+    import socket
+    import subprocess
+
+    import httpx
+
+    raster, _truth = synth_scene
+    cache = tmp_path / "cache"
+    stale = cache / "rscovlm" / "responses" / "20260101-000000-deadbeef.jsonl.partial"
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"col_off": 0')  # what a server killed with -9 mid-job leaves
+    kept = stale.parent / "20260101-000000-cafef00d.jsonl"
+    kept.write_text("")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "RSCOVLM_TOKEN_FILE": str(tmp_path / "token"), "XDG_CACHE_HOME": str(cache)}
+    process = subprocess.Popen(
+        [*_rscovlm_command(), "serve", "--scripted-answers", "none", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        printed = []
+        for line in process.stdout:
+            printed.append(line)
+            if line.strip().startswith("device:"):
+                break
+        assert "Removed 1 unfinished responses file" in "".join(printed)
+        assert not stale.exists() and kept.exists()
+        token = (tmp_path / "token").read_text().strip()
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                job = api.post("/v1/jobs/detect", json={"raster_path": str(raster)})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.1)
+        assert job.status_code == 202, job.text
+        assert wait_for(api, job.json()["job_id"], {"succeeded", "failed"}, timeout=60)["state"] == "succeeded"
+        result = api.get(f"/v1/jobs/{job.json()['job_id']}/result").json()
+        assert result["features"] == [] and result["rscovlm"]["tiles_total"] == 9
+        assert result["rscovlm"]["responses_path"].endswith(".jsonl")
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0

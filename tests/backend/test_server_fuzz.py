@@ -9,6 +9,8 @@ with pytest 9. Bounded to 30 examples per operation: well under a minute here.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -53,6 +55,20 @@ def no_cors_headers(ctx, response, case):
 
 def test_served_schema_is_the_fuzzed_schema(live_url):
     assert client(live_url, TOKEN).get("/openapi.json").json() == schema.raw_schema
+
+
+def test_405_allow_header_lists_the_methods_the_schema_declares(live_url):
+    """OPTIONS is served on no path, so each answers 405 with Allow = every method that the
+    schema's paths matching it declare (/v1/jobs/detect is also a /v1/jobs/{job_id})."""
+    paths = schema.raw_schema["paths"]
+    templates = {path: re.compile("^" + re.sub(r"\\{[^/]+\\}", "[^/]+", re.escape(path)) + "$") for path in paths}
+    api = client(live_url, TOKEN)
+    for path in paths:
+        concrete = path.replace("{job_id}", "some-job")
+        declared = sorted({m.upper() for p, rx in templates.items() if rx.match(concrete) for m in paths[p]})
+        answer = api.request("OPTIONS", concrete)
+        assert answer.status_code == 405, (path, answer.status_code)
+        assert answer.headers["allow"].split(", ") == declared, (path, answer.headers["allow"])
 
 
 @schema.parametrize()

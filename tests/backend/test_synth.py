@@ -114,3 +114,62 @@ def test_cli_writes_files_and_counts(tmp_path, capsys):
     total = int(out.split("wrote " + str(truth) + ": ")[1].split()[0])
     assert total == len(gdf)
     assert main(["synth", str(raster), "--truth", str(truth), "--crs", "EPSG:4326"]) == 2
+
+
+# ----------------------------------------------------------------------------- density
+
+# The default scene's truth before dense scenes existed (seed 7, 1200 px: the session's
+# synth_scene): coordinates to the millimetre, classes and difficult flags.
+NORMAL_TRUTH_SHA256 = "7b8a73947ef534bb4b95ef4b508e3995ddbfb20df62aa2b20849a29bc8898293"
+
+
+def _truth_digest(gdf) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(np.round(shapely.get_coordinates(gdf.geometry.values), 3).tobytes())
+    digest.update("|".join(gdf["class"]).encode())
+    digest.update(np.asarray(gdf["difficult"], dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def test_the_default_density_leaves_the_truth_as_it_was(synth_scene):
+    _raster, truth = synth_scene
+    gdf = gpd.read_file(truth)
+    assert list(gdf.columns) == ["class", "difficult", "geometry"] and len(gdf) == 62
+    assert _truth_digest(gdf) == NORMAL_TRUTH_SHA256
+    with rasterio.open(_raster) as ds:
+        assert "SYNTH_DENSITY" not in ds.tags()
+
+
+def test_dense_scenes_have_tiles_with_a_hundred_objects(tmp_path, capsys):
+    from rscovlm.tiling import tile_windows
+
+    raster, truth = tmp_path / "dense.tif", tmp_path / "dense.gpkg"
+    assert main(["synth", str(raster), "--truth", str(truth), "--size", "1024", "--density", "dense"]) == 0
+    assert "objects (dense)" in capsys.readouterr().out
+    gdf = gpd.read_file(truth)
+    assert list(gdf.columns) == ["class", "difficult", "geometry"]  # the same fields as a normal scene
+    with rasterio.open(raster) as ds:
+        assert ds.tags()["SYNTH_DENSITY"] == "dense"
+        footprint = shapely.box(*ds.bounds)
+        centres = shapely.get_coordinates(gdf.geometry.centroid.values)
+        cols, rows = ~ds.transform @ (centres[:, 0], centres[:, 1])
+        counts = [
+            int(((cols >= w.col_off) & (cols < w.col_end) & (rows >= w.row_off) & (rows < w.row_end)).sum())
+            for w in tile_windows(ds.width, ds.height, 512, 100)
+        ]
+    assert max(counts) >= 100, counts
+    assert set(gdf["class"]) >= {"ship", "small vehicle"} and gdf.geometry.within(footprint).all()
+    tree = shapely.STRtree(gdf.geometry.values)  # packed, yet no two objects overlap
+    pairs = tree.query(gdf.geometry.values, predicate="intersects")
+    assert (pairs[0] == pairs[1]).all()
+    corners = shapely.get_coordinates(gdf.geometry.values).reshape(len(gdf), 5, 2)[:, :4]
+    lengths = np.linalg.norm(np.roll(corners, -1, axis=1) - corners, axis=2).max(axis=1)
+    assert pd.Series(lengths[gdf["class"] == "small vehicle"]).between(3.5, 5.5).all()
+
+
+def test_an_unknown_density_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="density"):
+        make_scene(tmp_path / "s.tif", tmp_path / "t.gpkg", size=300, density="crowded")
+    assert list(tmp_path.iterdir()) == []

@@ -134,7 +134,7 @@ def test_small_size_builds_a_larger_model_that_loads_offline(tmp_path):
     engine = TransformersEngine.from_pretrained(str(small), device="cpu")
     image = Image.new("RGB", (252, 252), (90, 120, 60))
     conversation = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "find the ship."}]}]
-    assert isinstance(engine.generate([conversation], max_new_tokens=4)[0], str)
+    assert isinstance(engine.generate([conversation], max_new_tokens=4)[0].text, str)
     with pytest.raises(UserError, match="size"):
         build_tiny_model(tmp_path / "huge", size="huge")
 

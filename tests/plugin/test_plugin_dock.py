@@ -254,3 +254,19 @@ def test_detect_options_are_remembered_for_the_next_session(qgis_iface, qtbot):
     assert not again.class_boxes["plane"].isChecked() and again.class_boxes["ship"].isChecked()
     assert again.own_classes.text() == "wind turbine"
     assert (again.tile_size.value(), again.overlap.value(), again.max_mode.isChecked()) == (768, 150, True)
+
+
+def test_a_very_large_run_is_asked_about_first(qgis_iface, qtbot, backend, scene_layer, monkeypatch):
+    from rscovlm_qgis import detect_panel
+
+    dock = make_dock(qtbot, qgis_iface, backend.url, backend.token_file)
+    panel = dock.detect_panel
+    asked = []
+    monkeypatch.setattr(detect_panel, "LARGE_RUN_TILES", 1)  # this scene has more than one tile
+    monkeypatch.setattr(panel, "confirm_large_run", lambda params: asked.append(params.tiles) or False)
+    panel.tile_size.setValue(128)
+    panel.overlap.setValue(0)
+    qtbot.mouseClick(panel.detect_button, Qt.LeftButton)
+    width, height = scene_layer.width(), scene_layer.height()
+    assert asked == [-(-width // 128) * -(-height // 128)] and panel.detect_task is None
+    assert panel.run_label.text() == "Detection not started."

@@ -18,6 +18,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser, required: bool = True)
     group.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     group.add_argument("--openai-base-url",
                        help="use an OpenAI-compatible server (e.g. vLLM) instead of loading the model here")
+    group.add_argument("--max-in-flight", type=int, metavar="N",
+                       help="requests kept in flight at a server (default 64; vLLM batches them continuously)")
 
 
 def load_engine(args: argparse.Namespace):
@@ -33,4 +35,5 @@ def load_engine(args: argparse.Namespace):
         attn_implementation=args.attn_implementation,
         batch_size=args.batch_size,
         openai_base_url=args.openai_base_url,
+        concurrency=getattr(args, "max_in_flight", None),
     )

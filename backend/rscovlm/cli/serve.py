@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--print-token", action="store_true", help="print the token itself at start-up")
     parser.add_argument(
+        "--scripted-answers",
+        metavar="SPEC",
+        help="serve without a model, for plugin work: 'none' (every tile: There are none.), a responses "
+        "file of an earlier run (.jsonl: each tile gets its recorded answer) or a text file answering everything",
+    )
+    parser.add_argument(
         "--write-openapi",
         metavar="PATH",
         type=Path,
@@ -52,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
         export_openapi(args.write_openapi)
         print(f"OpenAPI schema written to {args.write_openapi}")
         return 0
-    if not args.model:
-        raise UserError("Say which model to serve with --model (a folder or a Hugging Face id).")
+    if not args.model and not args.scripted_answers:
+        raise UserError("Say which model to serve with --model (a folder or a Hugging Face id), "
+                        "or serve without one with --scripted-answers none.")
     if not 1 <= args.port <= 65535:
         raise UserError(f"--port {args.port} is not a port number; use 1 to 65535.")
     if args.batch_size < 1 or args.max_queue < 1:
@@ -62,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..server.app import create_app
     from ..server.auth import allowed_hosts_for, is_loopback, load_or_create_token, token_path
-    from ..server.jobs import default_runners
+    from ..server.runners import clean_responses_dir, default_runners
 
     if not is_loopback(args.host):
         print(
@@ -72,13 +79,22 @@ def run(args: argparse.Namespace) -> int:
         )
     sock = _bind(args.host, args.port)  # fail fast, before minutes of model loading
     token = load_or_create_token()
-    engine = load_engine(args)
+    removed = clean_responses_dir()
+    if removed:
+        print(f"Removed {removed} unfinished responses file(s) left by a server that was stopped mid-job.")
+    if args.scripted_answers:
+        from ..engines.scripted import ScriptedEngine
+
+        engine = ScriptedEngine.for_serving(args.scripted_answers, batch_size=args.batch_size,
+                                            concurrency=args.max_in_flight or 1)
+    else:
+        engine = load_engine(args)
     described = dict(engine.describe())
     app = create_app(
         engine,
         token=token,
         version=__version__,
-        runners=default_runners(batch_size=args.batch_size),
+        runners=default_runners(),  # the engine already has its batch size and concurrency
         max_queue=args.max_queue,
         allowed_hosts=allowed_hosts_for(args.host, args.allow_host),
     )

@@ -17,12 +17,14 @@ def create_engine(
     attn_implementation: str | None = None,
     batch_size: int = 8,
     openai_base_url: str | None = None,
+    concurrency: int | None = None,
 ) -> Engine:
     """The engine the options describe: a server client when ``openai_base_url`` is set.
 
     With a server, ``model`` is the name the server serves, and adapters and quantization
     are the server's business (vLLM: ``--lora-modules``, ``--quantization``).
-    The API key for a server comes from ``OPENAI_API_KEY`` when set.
+    The API key for a server comes from ``OPENAI_API_KEY`` when set. ``concurrency`` is
+    how many requests a server client keeps in flight (default: the client's own).
     """
     if openai_base_url:
         if adapter:
@@ -35,10 +37,10 @@ def create_engine(
                 "--quantization applies to the local engine only; choose quantization when "
                 "starting the server instead."
             )
-        from .openai_engine import OpenAIEngine
+        from .openai_engine import DEFAULT_CONCURRENCY, OpenAIEngine
 
         return OpenAIEngine(openai_base_url, model, api_key=os.environ.get("OPENAI_API_KEY"),
-                            batch_size=batch_size)
+                            concurrency=concurrency or DEFAULT_CONCURRENCY)
 
     from .transformers_engine import TransformersEngine
 

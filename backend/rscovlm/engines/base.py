@@ -12,25 +12,73 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 Message = dict[str, Any]
 Conversation = list[Message]
+ShouldCancel = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One generated answer and how it ended.
+
+    ``finished`` is False when generation stopped at the token budget (OpenAI's
+    ``finish_reason == "length"``, no EOS token for transformers) or was cancelled: the
+    text may be cut mid-line and must not be taken as the whole answer.
+    """
+
+    text: str
+    finished: bool = True
+    tokens: int | None = None  # new tokens generated, when the engine knows
 
 
 @runtime_checkable
 class Engine(Protocol):
-    """A loaded model that answers conversations greedily (deterministic answers)."""
+    """A loaded model that answers conversations greedily (deterministic answers).
 
-    batch_size: int  # conversations worth sending per generate() call
+    ``batch_size`` conversations go into one ``generate`` call, and up to
+    ``concurrency`` calls may run at once from different threads: a model in this
+    process wants one call at a time with a batch; a server with continuous batching
+    wants many single requests in flight.
+    """
 
-    def generate(self, conversations: list[Conversation], max_new_tokens: int = 1024) -> list[str]:
-        """One answer per conversation, in order: only the new text, special tokens removed."""
+    batch_size: int
+    concurrency: int
+    pixel_bounds: tuple[int, int]  # (min_pixels, max_pixels) of a model input image
+    max_new_tokens_limit: int | None  # the most new tokens the model's context allows
+
+    def generate(
+        self,
+        conversations: list[Conversation],
+        max_new_tokens: int = 1024,
+        should_cancel: ShouldCancel | None = None,
+    ) -> list[Answer]:
+        """One answer per conversation, in order: only the new text, special tokens removed.
+
+        When ``should_cancel()`` turns true the engine stops as soon as it can and
+        raises :class:`rscovlm.errors.CancelledError`.
+        """
         ...
 
     def describe(self) -> dict:
         """What is running: model, adapter, device, GPU name/memory, dtype, quantization, attention."""
         ...
+
+
+def description(engine: Any, engine_kind: str, **fields: Any) -> dict:
+    """``describe()``'s answer: every key present (None when it does not apply), the
+    protocol's attributes read from the engine, ``fields`` for the rest."""
+    info: dict[str, Any] = {
+        "engine": engine_kind, "model": None, "adapter": None, "device": None, "gpu": None,
+        "dtype": None, "quantization": None, "attention": None, "note": None,
+        "batch_size": engine.batch_size, "concurrency": engine.concurrency,
+        "pixel_bounds": list(engine.pixel_bounds), "max_new_tokens_limit": engine.max_new_tokens_limit,
+    }
+    info.update(fields)
+    return info
 
 
 def image_to_data_url(image: Any) -> str:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from .base import Conversation, chunks, conversation_images
+from ..errors import CancelledError, UserError
+from .base import Answer, Conversation, ShouldCancel, chunks, conversation_images, description
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +220,12 @@ class TransformersEngine:
         self.adapter = adapter
         self.plan = plan
         self.batch_size = max(1, int(batch_size))
+        self.concurrency = 1  # one model, one thread: batching happens inside generate()
         self.device_note = " ".join(plan.notes) or None
-        image_size = getattr(processor.image_processor, "size", None) or {}
-        self._min_pixels = int(image_size.get("shortest_edge", 56 * 56))
-        self._max_pixels = int(image_size.get("longest_edge", 1008 * 1008))
+        self.pixel_bounds = checkpoint_pixel_bounds(processor.image_processor)
+        self.max_new_tokens_limit = _context_length(model)
         self._generation_config = self._greedy_config()
+        self._eos_ids = _eos_token_ids(self._generation_config, processor.tokenizer)
 
     @classmethod
     def from_pretrained(
@@ -278,24 +279,35 @@ class TransformersEngine:
 
     # -- generation ------------------------------------------------------------------
 
-    def generate(self, conversations: list[Conversation], max_new_tokens: int = 1024) -> list[str]:
+    def generate(
+        self,
+        conversations: list[Conversation],
+        max_new_tokens: int = 1024,
+        should_cancel: ShouldCancel | None = None,
+    ) -> list[Answer]:
         """Greedy answers, ``batch_size`` conversations at a time, in input order."""
-        answers: list[str] = []
+        answers: list[Answer] = []
         for batch in chunks(list(conversations), self.batch_size):
-            answers.extend(self._generate_batch(batch, max_new_tokens))
+            answers.extend(self._generate_batch(batch, max_new_tokens, should_cancel))
         return answers
 
-    def _generate_batch(self, batch: list[Conversation], max_new_tokens: int) -> list[str]:
+    def _generate_batch(
+        self, batch: list[Conversation], max_new_tokens: int, should_cancel: ShouldCancel | None
+    ) -> list[Answer]:
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
+        if should_cancel and should_cancel():
+            raise CancelledError("generation cancelled")
         processor_kwargs: dict[str, Any] = {"padding": True, "padding_side": "left"}
         areas = [image.width * image.height for c in batch for image in conversation_images(c)]
         if areas:
             # Widen the processor's pixel range so it never resizes what the pipeline sized:
             # coordinates in the answer are then pixels of exactly the image we sent.
+            min_pixels, max_pixels = self.pixel_bounds
             processor_kwargs["size"] = {
-                "shortest_edge": min(self._min_pixels, *areas),
-                "longest_edge": max(self._max_pixels, *areas),
+                "shortest_edge": min(min_pixels, *areas),
+                "longest_edge": max(max_pixels, *areas),
             }
         inputs = self.processor.apply_chat_template(
             batch,
@@ -308,12 +320,38 @@ class TransformersEngine:
         inputs = inputs.to(self.model.device)
         prompt_length = inputs["input_ids"].shape[1]
         config = copy.deepcopy(self._generation_config)
-        config.max_new_tokens = int(max_new_tokens)
+        config.max_new_tokens = self.clamp_budget(max_new_tokens, prompt_length)
+        stopping = None
+        if should_cancel is not None:
+
+            class _Cancel(StoppingCriteria):  # checked after every token: a cancel stops within one step
+                def __call__(self, input_ids, scores, **kwargs):
+                    return torch.full((input_ids.shape[0],), bool(should_cancel()), dtype=torch.bool,
+                                      device=input_ids.device)
+
+            stopping = StoppingCriteriaList([_Cancel()])
         with torch.inference_mode():
-            output = self.model.generate(**inputs, generation_config=config)
-        return self.processor.batch_decode(
-            output[:, prompt_length:], skip_special_tokens=True, clean_up_tokenization_spaces=False
-        )
+            output = self.model.generate(**inputs, generation_config=config, stopping_criteria=stopping)
+        if should_cancel and should_cancel():
+            raise CancelledError("generation cancelled")
+        new_tokens = output[:, prompt_length:]
+        texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        pad = config.pad_token_id
+        answers = []
+        for row, text in zip(new_tokens.tolist(), texts):
+            ended = any(token in self._eos_ids for token in row)
+            generated = next((i + 1 for i, t in enumerate(row) if t in self._eos_ids), None)
+            if generated is None:  # no EOS: the row ran to the budget (left padding never follows)
+                generated = sum(1 for t in row if t != pad) if pad not in self._eos_ids else len(row)
+            answers.append(Answer(text=text, finished=ended, tokens=generated))
+        return answers
+
+    def clamp_budget(self, max_new_tokens: int, prompt_length: int) -> int:
+        """The asked budget, lowered to what the model's context leaves after the prompt."""
+        budget = max(1, int(max_new_tokens))
+        if self.max_new_tokens_limit is not None:
+            budget = max(1, min(budget, self.max_new_tokens_limit - prompt_length))
+        return budget
 
     def _greedy_config(self):
         config = copy.deepcopy(self.model.generation_config)
@@ -334,21 +372,12 @@ class TransformersEngine:
     def describe(self) -> dict:
         import torch
 
-        info: dict[str, Any] = {
-            "engine": "transformers",
-            "model": self.model_name,
-            "adapter": self.adapter,
-            "device": self.plan.device,
-            "gpu": None,
-            "gpu_memory_used_gb": None,
-            "gpu_memory_total_gb": None,
-            "dtype": self.plan.dtype_name,
-            "quantization": self.plan.quantization,
-            "attention": self.plan.attention,
-            "parameters": self.parameter_count(),
-            "batch_size": self.batch_size,
-            "note": self.device_note,
-        }
+        info = description(
+            self, "transformers", model=self.model_name, adapter=self.adapter, device=self.plan.device,
+            gpu_memory_used_gb=None, gpu_memory_total_gb=None, dtype=self.plan.dtype_name,
+            quantization=self.plan.quantization, attention=self.plan.attention,
+            parameters=self.parameter_count(), note=self.device_note,
+        )
         if self.plan.device.startswith("cuda"):
             index = torch.device(self.plan.device).index or 0
             free, total = torch.cuda.mem_get_info(index)
@@ -356,6 +385,40 @@ class TransformersEngine:
             info["gpu_memory_used_gb"] = round((total - free) / 2**30, 2)
             info["gpu_memory_total_gb"] = round(total / 2**30, 2)
         return info
+
+
+def checkpoint_pixel_bounds(image_processor: Any) -> tuple[int, int]:
+    """(min_pixels, max_pixels) from the checkpoint's own preprocessor settings.
+
+    Qwen2.5-VL processors keep them as ``size = {"shortest_edge", "longest_edge"}`` (pixel
+    counts, despite the names); older configs as ``min_pixels`` / ``max_pixels``. The
+    paper's 224x224..1008x1008 is the fall-back only when the checkpoint says nothing.
+    """
+    from ..model_input import MAX_PIXELS, MIN_PIXELS
+
+    size = getattr(image_processor, "size", None) or {}
+    low = size.get("shortest_edge") if isinstance(size, dict) else None
+    high = size.get("longest_edge") if isinstance(size, dict) else None
+    low = low or getattr(image_processor, "min_pixels", None) or MIN_PIXELS
+    high = high or getattr(image_processor, "max_pixels", None) or MAX_PIXELS
+    return int(low), int(high)
+
+
+def _context_length(model: Any) -> int | None:
+    """The language model's context (max positions), or None when the config does not say."""
+    config = getattr(model, "config", None)
+    text = getattr(config, "text_config", None) or config
+    value = getattr(text, "max_position_embeddings", None)
+    return int(value) if value else None
+
+
+def _eos_token_ids(config: Any, tokenizer: Any) -> set[int]:
+    """Every token id that ends an answer (the generation config may list several)."""
+    eos = config.eos_token_id
+    ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return {int(i) for i in ids}
 
 
 def _check_adapter(adapter: str | None) -> Path | None:

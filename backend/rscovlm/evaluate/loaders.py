@@ -456,10 +456,8 @@ def _load_responses(
 
 
 def _replay_in_pixels(path: Path, classes: tuple[str, ...]) -> tuple[np.ndarray, list[str], list[str]]:
-    from ..formats.detection import parse_detections
-    from ..geometry import touches_inner_edge
-    from ..merge import MergeConfig, merge_detections
-    from ..model_input import input_to_image
+    """The pipeline's own replay (parse, map, merge) on the image the tiles span."""
+    from ..pipelines.detect import DetectOptions, merge_records
     from ..responses import read_responses
 
     records = read_responses(path)
@@ -469,26 +467,9 @@ def _replay_in_pixels(path: Path, classes: tuple[str, ...]) -> tuple[np.ndarray,
         max(r.col_off + r.width for r in records),
         max(r.row_off + r.height for r in records),
     )
-    quads, labels, tiles, inner = [], [], [], []
-    dropped = 0
-    for tile, record in enumerate(records):
-        parsed = parse_detections(record.response, classes, "quad", input_wh=record.input_wh)
-        dropped += sum(parsed.dropped.values())
-        if not len(parsed.labels):
-            continue
-        q = input_to_image(parsed.quads, record.input_wh, record.window)
-        quads.append(q)
-        labels.extend(parsed.labels)
-        tiles.append(np.full(len(q), tile, dtype=np.int64))
-        inner.append(touches_inner_edge(q, record.window, image_wh))
-    notes = [f"{len(records)} tile responses read from {path.name}; {dropped} unusable line(s) dropped."]
-    if not quads:
-        return np.zeros((0, 8)), [], notes
-    all_quads = np.concatenate(quads)
-    label_array = np.asarray(labels, dtype=object)
-    merged = merge_detections(
-        all_quads, label_array, np.concatenate(tiles), np.concatenate(inner), MergeConfig()
-    )
-    keep = np.asarray(merged.keep, dtype=np.int64)
-    notes.append(f"{len(all_quads)} tile detections merged into {len(keep)}.")
-    return all_quads[keep], [str(c) for c in label_array[keep]], notes
+    quads, labels, kept, dropped = merge_records(records, image_wh, DetectOptions(classes=classes))
+    notes = [
+        f"{len(records)} tile responses read from {path.name}; {sum(dropped.values())} unusable line(s) dropped.",
+        f"{kept} tile detections merged into {len(quads)}.",
+    ]
+    return quads, [str(c) for c in labels], notes

@@ -10,12 +10,11 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..atomic import atomic_write, atomic_write_with
 from ..errors import UserError
 from .metrics import AP_KEYS, EvaluationResult
 
@@ -197,23 +196,7 @@ def _markdown(results, inputs: dict[str, str], notes: Sequence[str], plots: dict
 
 
 def _atomic_text(path: Path, text: str) -> Path:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-
-    return _atomic(path, write)
-
-
-def _atomic(path: Path, write: Callable[[str], None]) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, text, newline="")
 
 
 def _atomic_figure(path: Path, draw: Callable) -> Path | None:
@@ -227,7 +210,7 @@ def _atomic_figure(path: Path, draw: Callable) -> Path | None:
     fig = Figure(figsize=(8, 5.5), dpi=100)  # a bare Figure uses Agg and no global state
     draw(fig)
     fig.tight_layout()
-    return _atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def _draw_pr_curves(fig, result: EvaluationResult) -> None:

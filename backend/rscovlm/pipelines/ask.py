@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import ASK_MAX_NEW_TOKENS
 from ..errors import CancelledError, NotFoundError, UserError
 from ..formats.prompts import messages as build_messages
 from ..formats.zoom import (
@@ -91,7 +92,7 @@ class AskOptions:
     bounds: tuple[float, float, float, float] | None = None  # minx, miny, maxx, maxy
     bounds_crs: str | None = None  # CRS of ``bounds``; None: the raster's
     bands: tuple[int, ...] | None = None
-    max_new_tokens: int = 512
+    max_new_tokens: int = ASK_MAX_NEW_TOKENS
     max_pixels: int = MAX_PIXELS
     min_pixels: int = MIN_PIXELS
 
@@ -528,10 +529,19 @@ def read_for_model(source: Any, window: Window, min_pixels: int, max_pixels: int
     return Image.fromarray(np.ascontiguousarray(rgb), "RGB"), np.asarray(valid, dtype=bool)
 
 
-def _generate(engine: Any, conversation: list[dict], max_new_tokens: int) -> str:
-    answers = engine.generate([conversation], max_new_tokens=max_new_tokens)
-    text = answers[0] if answers else ""
-    return text.strip() if isinstance(text, str) else ""
+def _generate(engine: Any, conversation: list[dict], max_new_tokens: int, region: "_Region",
+              should_cancel: ShouldCancel | None = None) -> str:
+    """The model's answer; one cut short by the token budget is said in the result's warnings."""
+    answers = engine.generate([conversation], max_new_tokens=max_new_tokens, should_cancel=should_cancel)
+    answer = answers[0] if answers else None
+    if answer is None:
+        return ""
+    if not answer.finished:
+        region.warnings.append(
+            f"The model's answer was cut off at the {max_new_tokens}-token budget; ask with a larger "
+            "max_new_tokens for the whole answer."
+        )
+    return answer.text.strip()
 
 
 # --------------------------------------------------------------------------- the region path
@@ -548,6 +558,7 @@ class _Region:
     region_crs: Any
     transform: Any
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. an answer cut by the token budget
     image: Any = None
     input_wh: tuple[int, int] = (0, 0)
     timings: dict[str, float] = field(default_factory=dict)
@@ -635,7 +646,7 @@ def _plain(region: _Region, question: str, engine: Any, options: AskOptions,
     transcript = [_transcript_entry("user", question, [_image_note(region.image, region.window, "region")])]
     _check_cancel(should_cancel)
     t0 = time.perf_counter()
-    answer = _generate(engine, conversation, options.max_new_tokens)
+    answer = _generate(engine, conversation, options.max_new_tokens, region, should_cancel)
     region.timings["first_turn_s"] = time.perf_counter() - t0
     transcript.append(_transcript_entry("assistant", answer))
     conversation.append(_assistant_turn(answer))
@@ -652,7 +663,7 @@ def _zoom_chain(region: _Region, question: str, engine: Any, options: AskOptions
     ]
     _check_cancel(should_cancel)
     t0 = time.perf_counter()
-    first = _generate(engine, conversation, options.max_new_tokens)
+    first = _generate(engine, conversation, options.max_new_tokens, region, should_cancel)
     region.timings["first_turn_s"] = time.perf_counter() - t0
     transcript.append(_transcript_entry("assistant", first))
     _check_cancel(should_cancel)
@@ -691,7 +702,7 @@ def _zoom_chain(region: _Region, question: str, engine: Any, options: AskOptions
     transcript.append(_transcript_entry("user", ZOOM_FOLLOWUP_TEXT, [_image_note(crop, roi, source_note)]))
     _check_cancel(should_cancel)
     t0 = time.perf_counter()
-    answer = _generate(engine, conversation, options.max_new_tokens)
+    answer = _generate(engine, conversation, options.max_new_tokens, region, should_cancel)
     region.timings["second_turn_s"] = time.perf_counter() - t0
     transcript.append(_transcript_entry("assistant", answer))
     conversation.append(_assistant_turn(answer))
@@ -708,7 +719,7 @@ def _follow_up(region: _Region, question: str, engine: Any, options: AskOptions,
     conversation = history.messages + [_user_turn(question)]
     _check_cancel(should_cancel)
     t0 = time.perf_counter()
-    answer = _generate(engine, conversation, options.max_new_tokens)
+    answer = _generate(engine, conversation, options.max_new_tokens, region, should_cancel)
     region.timings["first_turn_s"] = time.perf_counter() - t0
     transcript = [_transcript_entry("user", question), _transcript_entry("assistant", answer)]
     reason = None if history.zoomed else "Follow-up question: answered from the pictures already in the conversation."
@@ -742,7 +753,7 @@ def _result(region: _Region, task: str, question: str, answer: str, zoomed: bool
         answer_empty=not answer,
         raster_notes=list(region.notes),
         transcript=transcript,
-        warnings=_empty_answer_warning(answer),
+        warnings=list(region.warnings) + _empty_answer_warning(answer),
         timings=dict(region.timings),
     )
 
@@ -761,7 +772,7 @@ def _single_turn(raster_path, engine, options: AskOptions, task: str, system: st
         ]
         _check_cancel(should_cancel)
         t0 = time.perf_counter()
-        answer = _generate(engine, conversation, options.max_new_tokens)
+        answer = _generate(engine, conversation, options.max_new_tokens, region, should_cancel)
         region.timings["first_turn_s"] = time.perf_counter() - t0
         transcript.append(_transcript_entry("assistant", answer))
         result = _result(region, task, question, answer, False, f"{task.capitalize()} is a single-turn task.",

@@ -20,11 +20,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .. import __version__
 from ..errors import UserError
 from .auth import LOOPBACK_HOSTS, GuardMiddleware, Receive, Scope, Send, send_error
-from .jobs import JobManager, Runner, default_runners
+from .jobs import JobManager, Runner
+from .runners import default_runners
 from .schemas import (
     MAX_BODY_BYTES,
     AskRequest,
@@ -147,7 +149,7 @@ def create_app(
 
     @app.delete("/v1/jobs/{job_id}", response_model=JobStatus, tags=["jobs"], responses=_errors(404))
     def cancel_job(job_id: str) -> dict:
-        """Cancel: a queued job at once, a running one after its current batch."""
+        """Cancel: a queued job at once, a running one stops its requests in flight."""
         return jobs.cancel(job_id)
 
     _document_bearer_auth(app)
@@ -190,13 +192,21 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and detail == "Not Found":
             detail = "There is no such endpoint; see /openapi.json for the API."
         elif exc.status_code == 405:
-            detail = "This endpoint does not accept that HTTP method."
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+            # Starlette's Allow names the first route that matched the path only (GET for
+            # /v1/jobs/{id}, which DELETE serves too): list every route's methods.
+            allowed = allowed_methods(app, request.scope)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+            detail = "This endpoint does not accept that HTTP method" + (
+                f"; it accepts {', '.join(allowed)}." if allowed else "."
+            )
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
@@ -205,6 +215,23 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"detail": f"Internal error ({type(exc).__name__}); see the server log."},
             status_code=500,
         )
+
+
+#: what to say when a field that must not be empty is
+_EMPTY_HINTS = {
+    "raster_path": "cannot be empty: give the full path of a raster file on the backend's machine",
+    "classes": "cannot be an empty list: give at least one class name, or leave classes out",
+}
+
+
+def allowed_methods(app: FastAPI, scope: Mapping[str, Any]) -> list[str]:
+    """Every HTTP method some route serves at the request's path, sorted."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(dict(scope))
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def field_problem(error: Mapping[str, Any]) -> dict[str, str]:
@@ -221,6 +248,10 @@ def field_problem(error: Mapping[str, Any]) -> dict[str, str]:
         message = "is required"
     elif kind == "extra_forbidden":
         message = "is not a known field (check its spelling)"
+    elif kind in ("string_too_short", "too_short") and (error.get("ctx") or {}).get("min_length") == 1:
+        message = _EMPTY_HINTS.get(field) or (
+            "cannot be empty" if kind == "string_too_short" else "give at least one item, or leave the field out"
+        )
     elif message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if field == "body":  # a check across fields names its field as "name: problem"

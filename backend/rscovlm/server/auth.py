@@ -15,10 +15,11 @@ import logging
 import os
 import secrets
 import stat
-import tempfile
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
+
+from ..atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +96,7 @@ def _ensure_private_folder(folder: Path) -> None:
 def _write_new_token(path: Path) -> str:
     """Write a fresh token atomically, so a reader never sees a half-written file."""
     token = secrets.token_urlsafe(32)
-    fd, tmp = tempfile.mkstemp(prefix=".token-", dir=path.parent)  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(token + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, token + "\n", mode=0o600, fsync=True)  # owner-only from its creation
     return token
 
 

@@ -2,24 +2,24 @@
 
 The model occupies one GPU and is not thread-safe, so exactly one thread ever calls it.
 HTTP handlers only enqueue, read snapshots and set flags; they never wait for the model.
-Cancelling is cooperative: the pipeline asks ``should_cancel()`` between batches and
-raises :class:`rscovlm.errors.CancelledError`, so a job stops within one batch.
+Cancelling is cooperative: the pipeline and the engine ask ``should_cancel()`` (the
+local model after every token, a server client at every streamed event) and raise
+:class:`rscovlm.errors.CancelledError`, so a job stops within moments.
 
 A runner is a plain function ``(request, engine, progress, should_cancel) -> dict``;
-the real ones call the pipelines, tests register their own with a controlled workload.
+the real ones (:mod:`.runners`) call the pipelines, tests register their own with a
+controlled workload.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import CancelledError, NotFoundError, UserError
@@ -163,7 +163,7 @@ class JobManager:
             )
 
     def cancel(self, job_id: str) -> dict:
-        """Queued jobs are cancelled at once; a running one stops at its next batch."""
+        """Queued jobs are cancelled at once; a running one stops its requests in flight."""
         with self._lock:
             job = self._find_locked(job_id)
             if job.state == QUEUED:
@@ -171,7 +171,7 @@ class JobManager:
                 self._finish_locked(job, CANCELLED, time.time(), "cancelled before it started")
             elif job.state == RUNNING and not job.cancel_requested:
                 job.cancel_requested = True
-                job.message = "cancelling: stopping after the current batch"
+                job.message = "cancelling: stopping the requests in flight"
             return self._snapshot_locked(job)
 
     def counts(self) -> dict[str, int]:
@@ -290,98 +290,3 @@ def _eta(job: _Job) -> float | None:
         return None
     elapsed = time.monotonic() - origin_time
     return round(elapsed / done_since * max(0, job.total - job.done), 1)
-
-
-# --- the real runners -------------------------------------------------------------------
-
-
-def responses_dir() -> Path:
-    """Where the server keeps each detection job's raw per-tile responses (JSONL).
-
-    Keeping them means a result can be re-post-processed later without the model
-    (``rscovlm detect RASTER -o OUT --from-responses FILE``). Files older than a week are
-    removed when a new one is made, so the folder does not grow without bound.
-    """
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rscovlm" / "responses"
-
-
-def responses_file(max_age_s: float = 7 * 24 * 3600) -> Path:
-    folder = responses_dir()
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    now = time.time()
-    for old in folder.glob("*.jsonl"):
-        try:
-            if now - old.stat().st_mtime > max_age_s:
-                old.unlink()
-        except OSError:
-            pass
-    return folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.jsonl"
-
-
-def default_runners(batch_size: int | None = None) -> dict[str, Runner]:
-    """Runners that call the pipelines; heavy modules are imported on first use.
-
-    ``batch_size`` None lets the pipeline use the engine's own batch size. Conversations
-    for follow-up questions live as long as these runners (that is, the server).
-    """
-    conversations: list[Any] = []  # the pipeline's ConversationStore, made on first use
-
-    def run_detect(request: Any, engine: Any, progress: ProgressCallback, should_cancel: ShouldCancel) -> dict:
-        from ..pipelines.detect import DetectOptions, detect
-
-        fields: dict[str, Any] = {
-            "tile_size": request.tile_size,
-            "overlap": request.overlap,
-            "max_mode": request.max_mode,
-            "max_new_tokens": request.max_new_tokens,
-            "batch_size": batch_size,
-        }
-        if request.classes is not None:
-            fields["classes"] = tuple(request.classes)
-        if request.region is not None:
-            fields["bounds"] = request.region.as_tuple()
-            fields["bounds_crs"] = request.region.crs
-        responses_path = responses_file()
-        try:
-            result = detect(
-                request.raster_path,
-                engine,
-                DetectOptions(**fields),
-                progress=progress,
-                should_cancel=should_cancel,
-                responses_out=responses_path,
-            )
-        except BaseException:
-            responses_path.unlink(missing_ok=True)  # a job with no result keeps no half-written file
-            raise
-        collection = result.to_geojson()
-        collection["rscovlm"]["responses_path"] = str(responses_path)
-        return collection
-
-    def run_ask(request: Any, engine: Any, progress: ProgressCallback, should_cancel: ShouldCancel) -> dict:
-        from ..pipelines import ask as pipeline
-
-        fields: dict[str, Any] = {"zoom": request.zoom, "max_new_tokens": request.max_new_tokens}
-        if request.region is not None:
-            fields["bounds"] = request.region.as_tuple()
-            fields["bounds_crs"] = request.region.crs
-        options = pipeline.AskOptions(**fields)
-        path, task = request.raster_path, getattr(request, "task", "ask")
-        progress(0, 1)
-        conversation_id = None
-        if task == "ask":
-            if not conversations:
-                conversations.append(pipeline.ConversationStore())
-            conversation_id, history = conversations[0].get_or_create(request.conversation_id)
-            result = pipeline.ask(path, request.question, engine, options, history=history, should_cancel=should_cancel)
-        elif task == "caption":
-            result = pipeline.caption(path, engine, options, should_cancel=should_cancel)
-        elif task == "classify":
-            result = pipeline.classify(path, request.classes, engine, options, should_cancel=should_cancel)
-        else:
-            result = pipeline.ground(path, request.question, engine, options, should_cancel=should_cancel)
-        progress(1, 1)
-        return {**result.to_json(), "conversation_id": conversation_id}
-
-    return {"detect": run_detect, "ask": run_ask}

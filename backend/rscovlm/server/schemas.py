@@ -22,6 +22,17 @@ from pydantic import (
     model_validator,
 )
 
+from ..defaults import (
+    ASK_MAX_NEW_TOKENS,
+    DETECT_MAX_NEW_TOKENS,
+    MAX_NEW_TOKENS_LIMIT,
+    MIN_NEW_TOKENS,
+    OVERLAP,
+    TILE_SIZE,
+    TILE_SIZE_MAX,
+    TILE_SIZE_MIN,
+)
+
 MAX_BODY_BYTES = 64 * 1024
 MAX_CLASSES = 100
 MAX_CLASS_NAME_CHARS = 64
@@ -108,17 +119,27 @@ class Region(BaseModel):
 class DetectRequest(_Request):
     """Oriented object detection over a raster, or over a region of it."""
 
-    raster_path: str = Field(max_length=MAX_PATH_CHARS, description="absolute path on the backend's machine")
-    classes: list[Annotated[str, Field(max_length=MAX_CLASS_NAME_CHARS)]] | None = Field(
+    raster_path: str = Field(
+        min_length=1, max_length=MAX_PATH_CHARS, description="absolute path on the backend's machine"
+    )
+    classes: list[Annotated[str, Field(min_length=1, max_length=MAX_CLASS_NAME_CHARS)]] | None = Field(
         default=None,
+        min_length=1,
         max_length=MAX_CLASSES,
         description="class names to look for; the 15 DOTA classes when left out",
     )
-    tile_size: StrictInt = Field(default=512, ge=64, le=2048, description="window size in image pixels")
-    overlap: StrictInt = Field(default=100, ge=0, description="overlap between windows in pixels")
+    tile_size: StrictInt = Field(
+        default=TILE_SIZE, ge=TILE_SIZE_MIN, le=TILE_SIZE_MAX, description="window size in image pixels"
+    )
+    overlap: StrictInt = Field(default=OVERLAP, ge=0, description="overlap between windows in pixels")
     max_mode: StrictBool = Field(default=False, description="feed tiles at the largest model input size")
     region: Region | None = None
-    max_new_tokens: StrictInt = Field(default=1024, ge=16, le=4096, description="answer budget per tile, in tokens")
+    max_new_tokens: StrictInt = Field(
+        default=DETECT_MAX_NEW_TOKENS,
+        ge=MIN_NEW_TOKENS,
+        le=MAX_NEW_TOKENS_LIMIT,
+        description="answer budget per tile, in tokens (engines lower it to what the model's context leaves)",
+    )
 
     @field_validator("raster_path")
     @classmethod
@@ -130,11 +151,7 @@ class DetectRequest(_Request):
     def _clean_classes(cls, classes: list[str] | None) -> list[str] | None:
         if classes is None:
             return None
-        if not classes:
-            raise ValueError("give at least one class name, or leave classes out for all DOTA classes")
-        for name in classes:
-            if not name:
-                raise ValueError("class names cannot be empty")
+        for name in classes:  # empty lists and names are refused by min_length, in the schema too
             if any(ch in name for ch in "\r\n\t") or not name.isprintable():
                 raise ValueError(f"class name {name[:40]!r} must be printable text on one line")
         return classes
@@ -159,7 +176,9 @@ class AskRequest(_Request):
     finds the object that ``question`` describes and returns its box.
     """
 
-    raster_path: str = Field(max_length=MAX_PATH_CHARS, description="absolute path on the backend's machine")
+    raster_path: str = Field(
+        min_length=1, max_length=MAX_PATH_CHARS, description="absolute path on the backend's machine"
+    )
     task: AskTask = Field(default="ask", description="ask (zoom-in Q&A), caption, classify or ground")
     question: str = Field(
         default="",
@@ -167,7 +186,7 @@ class AskRequest(_Request):
         description="the question (ask) or the description of the object to find (ground)",
     )
     classes: list[Annotated[str, Field(min_length=1, max_length=MAX_CLASS_NAME_CHARS)]] | None = Field(
-        default=None, max_length=MAX_CLASSES, description="scene classes to choose from (classify)"
+        default=None, min_length=1, max_length=MAX_CLASSES, description="scene classes to choose from (classify)"
     )
     region: Region | None = None
     zoom: StrictBool = Field(default=True, description="let the model zoom into a region first")
@@ -176,7 +195,9 @@ class AskRequest(_Request):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="continue a conversation: the conversation_id an earlier ask result returned",
     )
-    max_new_tokens: StrictInt = Field(default=512, ge=16, le=4096, description="answer budget per turn, in tokens")
+    max_new_tokens: StrictInt = Field(
+        default=ASK_MAX_NEW_TOKENS, ge=MIN_NEW_TOKENS, le=MAX_NEW_TOKENS_LIMIT, description="answer budget per turn, in tokens"
+    )
 
     @field_validator("raster_path")
     @classmethod

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from rscovlm.atomic import atomic_open, atomic_write_with
+
 __all__ = ["LossLogCallback", "write_loss_log", "plot_loss_curve", "read_loss_log"]
 
 COLUMNS = ("step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm")
@@ -29,10 +31,10 @@ def _rows(history: list[dict]) -> list[dict]:
 
 def write_loss_log(history: list[dict], out_dir: Path) -> list[dict]:
     rows = _rows(history)
-    with open(out_dir / "loss_log.jsonl", "w", encoding="utf-8") as handle:
+    with atomic_open(out_dir / "loss_log.jsonl") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
-    with open(out_dir / "loss_log.csv", "w", newline="", encoding="utf-8") as handle:
+    with atomic_open(out_dir / "loss_log.csv", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
@@ -65,10 +67,10 @@ def plot_loss_curve(rows: list[dict], path: Path) -> Path | None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write_with(path, fig.savefig)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rscovlm.atomic import atomic_open
 from rscovlm.errors import UserError
 
 __all__ = ["TileObject", "TileRecord", "build_messages", "write_jsonl", "read_jsonl"]
@@ -59,11 +60,9 @@ def build_messages(system: str, user: str, image: str, answer: str) -> list[dict
 
 
 def write_jsonl(records: Sequence[TileRecord], path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_open(path) as handle:
         for record in records:
             handle.write(record.to_json() + "\n")
-    tmp.replace(path)
     return path
 
 

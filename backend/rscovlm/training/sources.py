@@ -99,14 +99,11 @@ def dota_images(folder: str | Path) -> list[LabelledImage]:
 
 
 def map_polygons_to_pixels(map_quads: np.ndarray, transform) -> np.ndarray:
-    """Map-coordinate quads (N, 8) -> pixel quads through the inverse of the full affine."""
-    arr = np.asarray(map_quads, dtype=np.float64).reshape(-1, 8)
-    inverse = ~transform
-    xs, ys = arr[:, 0::2], arr[:, 1::2]
-    out = np.empty_like(arr)
-    out[:, 0::2] = inverse.a * xs + inverse.b * ys + inverse.c
-    out[:, 1::2] = inverse.d * xs + inverse.e * ys + inverse.f
-    return out
+    """Map-coordinate quads (N, 8) -> pixel quads through the inverse of the raster's transform
+    (the full affine, or the GCP/RPC mapping RasterSource gives)."""
+    from rscovlm.georef import map_to_pixel
+
+    return map_to_pixel(np.asarray(map_quads, dtype=np.float64).reshape(-1, 8), transform)
 
 
 def _geometries_to_map_quads(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
