@@ -1,12 +1,15 @@
 # RSCoVLM for QGIS — every entry point a user or CI needs.
 #   make demo   synthetic scene -> model -> georeferenced detections (sets up first)
 #   make test   the whole suite, headless (sets up first)
+#   make test-vllm  the same pipelines against a real vLLM server (CPU build, demo model)
 
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 RSCOVLM := $(VENV)/bin/rscovlm
 STAMP := $(VENV)/.setup-stamp
+VLLM_VENV  := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.setup-stamp
 OUT   ?= out/demo
 DEMO_MODEL ?= $(firstword $(wildcard resources/demo-model) models/tiny)
 # The shipped demo model (scripts/train_demo_model.sh) knows planes and storage tanks in
@@ -25,7 +28,7 @@ HEADLESS := QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 XD
 PLUGIN := rscovlm_qgis
 VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
 
-.PHONY: lint openapi setup demo test test-backend test-plugin bench package run translations freeze screenshot clean help
+.PHONY: lint openapi setup vllm-env demo test test-backend test-plugin test-vllm bench package run translations freeze screenshot clean help
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -34,6 +37,13 @@ setup: $(STAMP)
 
 $(STAMP): scripts/setup.sh requirements.txt constraints.txt backend/pyproject.toml
 	bash scripts/setup.sh
+	@touch $@
+
+# A separate environment with vLLM's CPU build, for the real-server tests (~6 GB, ~6 min).
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): scripts/setup_vllm.sh
+	bash scripts/setup_vllm.sh
 	@touch $@
 
 models/tiny/config.json: | $(STAMP)
@@ -58,6 +68,11 @@ test-backend: $(STAMP)
 
 test-plugin: $(STAMP) translations
 	$(HEADLESS) $(PY) -m pytest tests/plugin $(PYTEST_ARGS)
+
+# Starts `python -m vllm.entrypoints.openai.api_server` from .venv-vllm serving the demo
+# model and runs the pipelines through it (tests/vllm; not part of `make test`).
+test-vllm: $(STAMP) $(VLLM_STAMP)
+	$(HEADLESS) $(PY) -m pytest tests/vllm $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(HEADLESS) $(PY) bench/bench_merge.py

@@ -88,7 +88,9 @@ def image_to_data_url(image: Any) -> str:
     engine's answers would differ from a local engine's on the same tile.
     """
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
+    # Level 1: 6 ms for a 252 px tile against 37 ms at PIL's default 6, for 8 % more bytes;
+    # at the default, encoding on the client held back a vLLM server (bench_vllm.py).
+    image.convert("RGB").save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -6,10 +6,11 @@ at once (the pipeline keeps that many going). Each request is streamed
 (server-sent events): the answer's ``finish_reason`` arrives with it, and a cancel
 closes the connection, which makes vLLM abort the request instead of finishing it.
 
-Exactness: images travel as lossless PNG data URLs at the size the pipeline computed,
-with the pixel bounds the pipeline used (``mm_processor_kwargs``), and the first image of
-each size is checked against the server's prompt-token count, so a server that would
-resize tiles again (boxes off by the ratio) is refused with a sentence. Temperature 0
+Exactness: images travel as lossless PNG data URLs at the size the pipeline computed
+(multiples of 28 within the model's pixel bounds, so the server's own smart-resize leaves
+them as they are), and the first image of each size is checked against the server's
+prompt-token count, so a server whose settings would resize tiles again (boxes off by
+the ratio) is refused with a sentence. Temperature 0
 gives greedy answers. Transient failures (connection resets, 5xx, 429, timeouts) are
 retried with exponential backoff before a request counts as failed.
 """
@@ -172,29 +173,21 @@ class OpenAIEngine:
         return Answer(text=text, finished=finish_reason == "stop", tokens=usage.get("completion_tokens"))
 
     def _body(self, conversation: Conversation, images: list[Any], max_new_tokens: int) -> dict:
-        body: dict[str, Any] = {
+        budget = int(max_new_tokens)
+        if self.max_new_tokens_limit is not None:
+            # vLLM refuses a max_tokens above its context but clamps prompt + max_tokens itself.
+            budget = min(budget, self.max_new_tokens_limit)
+        # No per-request pixel bounds: vLLM refuses them unless started with
+        # --trust-request-mm-kwargs. The tiles are already sized within the model's bounds,
+        # and the size probe refuses a server whose own bounds would resize them.
+        return {
             "model": self.model,
             "messages": to_openai_messages(conversation),
             "temperature": 0,
+            "max_tokens": budget,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        budget = int(max_new_tokens)
-        if self.max_new_tokens_limit is not None:
-            # The prompt's length is the server's to count; a budget that could pass the
-            # context is left out, and vLLM then allows whatever the context leaves.
-            estimate = sum(i.width * i.height // IMAGE_TOKEN_AREA for i in images) + 512
-            if budget + estimate >= self.max_new_tokens_limit:
-                budget = 0
-        if budget:
-            body["max_tokens"] = budget
-        if images:
-            low, high = self.pixel_bounds
-            areas = [i.width * i.height for i in images]
-            # The bounds the pipeline sized with, widened to hold what it sent: the
-            # server's smart-resize then leaves every image as it is.
-            body["mm_processor_kwargs"] = {"min_pixels": min(low, *areas), "max_pixels": max(high, *areas)}
-        return body
 
     def _stream_once(self, body: dict, should_cancel: ShouldCancel | None) -> tuple[str, str | None, dict]:
         import httpx
@@ -218,7 +211,7 @@ class OpenAIEngine:
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
-                        break
+                        continue  # read on to the end, so the connection goes back to the pool
                     chunk = _decode_chunk(data, self.base_url)
                     if chunk.get("error"):
                         raise _Transient(f"error in the stream: {_message_of(chunk['error'])}")
