@@ -42,6 +42,9 @@ class ResponseRecord:
     finished: bool = True  # False: the answer hit the token budget
     split: bool = False  # True: the tile was asked again as sub-tiles; this answer is not used
     tokens: int | None = None  # new tokens the engine generated, when it said
+    #: (token, log-probability) per generated token when the engine gave them, so scores
+    #: can be made and re-made without the model.
+    logprobs: tuple[tuple[str, float], ...] | None = None
 
     @property
     def window(self):  # -> rscovlm.tiling.Window
@@ -83,7 +86,20 @@ def _record_from_object(obj: Any) -> ResponseRecord:
         finished=obj.get("finished", True),
         split=obj.get("split", False),
         tokens=tokens,
+        logprobs=_logprobs(obj.get("logprobs")),
     )
+
+
+def _logprobs(value: Any) -> tuple[tuple[str, float], ...] | None:
+    if value is None:
+        return None
+    try:
+        pairs = tuple((str(token), float(logprob)) for token, logprob in value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("field 'logprobs' must be a list of [token, log-probability] pairs") from exc
+    if any(not (lp <= 0.0) for _, lp in pairs):  # NaN fails too
+        raise ValueError("field 'logprobs' holds a log-probability above 0 or not a number")
+    return pairs
 
 
 class ResponsesWriter:

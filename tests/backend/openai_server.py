@@ -102,18 +102,30 @@ def _handler(state: ServerState):
             usage = {"prompt_tokens": prompt, "completion_tokens": answer.tokens,
                      "total_tokens": prompt + (answer.tokens or 0)}
             finish = "stop" if answer.finished else "length"
+            entries = [{"token": token, "logprob": value, "top_logprobs": []} for token, value in answer.logprobs or ()]
             if not body.get("stream"):
                 self._send(200, {"choices": [{"index": 0, "finish_reason": finish,
-                                              "message": {"role": "assistant", "content": answer.text}}],
+                                              "message": {"role": "assistant", "content": answer.text},
+                                              "logprobs": {"content": entries}}],
                                  "usage": usage})
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            pieces = [answer.text[i:i + 3] for i in range(0, len(answer.text), 3)] or [""]
-            for piece in pieces:
-                self._event({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+            # As vLLM streams: a chunk per token with its log-probability; the end token's
+            # entry comes with empty content; the text is the model's own decoding.
+            sent = 0
+            for number, entry in enumerate(entries):
+                special = entry["token"].startswith("<|") and entry["token"].endswith("|>")
+                piece = "" if special else answer.text[sent:sent + len(entry["token"])]
+                sent += len(piece)
+                if number == len(entries) - 1:
+                    piece += answer.text[sent:]  # whatever per-token decoding did not cover
+                self._event({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None,
+                                          "logprobs": {"content": [entry]}}]})
+            if not entries:
+                self._event({"choices": [{"index": 0, "delta": {"content": answer.text}, "finish_reason": None}]})
             self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
             self._event({"choices": [], "usage": usage})
             self._chunk(b"data: [DONE]\n\n")

@@ -87,9 +87,10 @@ def test_cli_detect_with_tiny_model_writes_vector_in_raster_crs(synth_scene, tin
     assert header["rscovlm_responses"] == 2 and header["tile_size"] == 512 and header["max_new_tokens"] == 12
     assert len(lines) == tiles  # the random model's cut answers hold no object lines: nothing to split
     assert set(lines[0]) == {"col_off", "row_off", "width", "height", "input_width", "input_height", "response",
-                             "finished", "split", "tokens"}
+                             "finished", "split", "tokens", "logprobs"}
     assert (lines[0]["input_width"], lines[0]["input_height"]) == (504, 504)
     assert not lines[0]["finished"] and lines[0]["tokens"] == 12 and not lines[0]["split"]
+    assert len(lines[0]["logprobs"]) == 12 and all(lp <= 0 for _, lp in lines[0]["logprobs"])
     assert "Wrote" in capsys.readouterr().out
 
 

@@ -20,6 +20,15 @@ SYSTEM = (
 )
 
 
+def same_answers(first, second) -> bool:
+    """Same words, ending and tokens; log-probabilities equal up to batch arithmetic (1e-3)."""
+    if [(a.text, a.finished, a.tokens) for a in first] != [(a.text, a.finished, a.tokens) for a in second]:
+        return False
+    return all([t for t, _ in a.logprobs] == [t for t, _ in b.logprobs]
+               and np.allclose([v for _, v in a.logprobs], [v for _, v in b.logprobs], atol=1e-3)
+               for a, b in zip(first, second))
+
+
 def noise_image(width: int, height: int, seed: int) -> Image.Image:
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     return Image.fromarray(pixels)
@@ -65,13 +74,35 @@ def test_batched_generation_matches_one_at_a_time(engine, conversations):
     batched = engine.generate(conversations, max_new_tokens=10)
     alone = [engine.generate([c], max_new_tokens=10)[0] for c in conversations]
     assert len(batched) == len(conversations)
-    assert batched == alone
+    assert [(a.text, a.finished, a.tokens) for a in batched] == [(a.text, a.finished, a.tokens) for a in alone]
+    for together, single in zip(batched, alone):  # padding changes the arithmetic a little, not the tokens
+        assert [t for t, _ in together.logprobs] == [t for t, _ in single.logprobs]
+        assert np.allclose([v for _, v in together.logprobs], [v for _, v in single.logprobs], atol=1e-3)
     texts = [answer.text for answer in batched]
     assert all(text.strip() for text in texts)
     assert len(set(texts)) == len(texts)  # the answer depends on the input
     assert "<|im_end|>" not in "".join(texts) and "<|image_pad|>" not in "".join(texts)
     # The random model never ends an answer by itself: each one ran to the budget, and says so.
     assert all(not a.finished and a.tokens == 10 for a in batched)
+    # One log-probability per generated token; the tokens spell the answer.
+    for answer in batched:
+        assert len(answer.logprobs) == 10 and all(v <= 0 for _, v in answer.logprobs)
+        assert "".join(t for t, _ in answer.logprobs) == answer.text
+
+
+def test_log_probabilities_are_the_models_own(engine, conversations):
+    """The recorded value is log softmax of the model's logits at the chosen token, step by step."""
+    import torch
+
+    answer = engine.generate([conversations[0]], max_new_tokens=4)[0]
+    inputs = engine.processor.apply_chat_template([conversations[0]], add_generation_prompt=True, tokenize=True,
+                                                  return_dict=True, return_tensors="pt")
+    with torch.inference_mode():
+        out = engine.model.generate(**inputs, generation_config=engine._generation_config, max_new_tokens=4,
+                                    output_logits=True, return_dict_in_generate=True)
+    chosen = out.sequences[0, inputs["input_ids"].shape[1]:]
+    expected = [torch.log_softmax(step[0].float(), -1)[token].item() for step, token in zip(out.logits, chosen)]
+    assert np.allclose([v for _, v in answer.logprobs], expected, atol=1e-4)
 
 
 def test_batches_larger_than_batch_size_keep_order(engine, conversations):
@@ -80,7 +111,7 @@ def test_batches_larger_than_batch_size_keep_order(engine, conversations):
     doubled = conversations + conversations[::-1]
     answers = small.generate(doubled, max_new_tokens=6)
     expected = engine.generate(conversations, max_new_tokens=6)
-    assert answers == expected + expected[::-1]
+    assert same_answers(answers, expected + expected[::-1])
 
 
 def test_images_larger_than_the_processor_range_are_not_resized(engine):
@@ -187,7 +218,9 @@ def test_openai_engine_gives_the_local_answers(chat_server, engine, conversation
     base_url, state = chat_server
     remote = OpenAIEngine(base_url, "tiny", concurrency=3)
     try:
-        assert remote.generate(conversations, max_new_tokens=8) == engine.generate(conversations, max_new_tokens=8)
+        assert same_answers(remote.generate(conversations, max_new_tokens=8),
+                            engine.generate(conversations, max_new_tokens=8))
+        assert remote.generate(conversations[:1], max_new_tokens=8)[0].logprobs  # they travel over the API
         assert remote.max_new_tokens_limit == 32768 and remote.describe()["concurrency"] == 3
     finally:
         remote.close()
@@ -233,7 +266,7 @@ def test_openai_transient_failures_are_retried(chat_server, engine, conversation
         answer = remote.generate([conversations[2]], max_new_tokens=6)[0]
     finally:
         state.faults.clear()
-    assert answer == engine.generate([conversations[2]], max_new_tokens=6)[0]
+    assert same_answers([answer], engine.generate([conversations[2]], max_new_tokens=6))
     state.faults.extend(["503"] * 10)
     try:
         with pytest.raises(EngineUnavailableError, match="after 3 tries"):

@@ -105,3 +105,19 @@ def test_unwritable_location_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="Cannot write"):
         ResponsesWriter(tmp_path / "missing" / "r.jsonl")
     assert os.listdir(tmp_path) == []
+
+
+def test_log_probabilities_round_trip_and_bad_ones_are_refused(tmp_path):
+    import json as _json
+
+    record = ResponseRecord(0, 0, 512, 512, 504, 504, "There are none.", tokens=5,
+                            logprobs=(("There", -0.01), (" are", 0.0), (" none", -0.2), (".", 0.0), ("<|im_end|>", -1e-5)))
+    path = tmp_path / "r.jsonl"
+    with ResponsesWriter(path) as writer:
+        writer.write(record)
+    assert read_responses(path) == [record]
+    bad = _json.loads(path.read_text())
+    bad["logprobs"] = [["x", 0.5]]
+    path.write_text(_json.dumps(bad) + "\n")
+    with pytest.raises(UserError, match="log-probability above 0"):
+        read_responses(path)

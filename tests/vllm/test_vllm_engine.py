@@ -151,6 +151,21 @@ def test_detect_through_vllm_gives_the_local_engines_answers(vllm_server, demo_s
     assert not different, f"{len(different)} tile(s) answered differently (local, vLLM): {different}"
     assert "Wrote" in done.stdout
 
+    # The chosen tokens' log-probabilities (for confidence scores) agree between the engines.
+    import numpy as np
+
+    from rscovlm.responses import read_responses as read
+
+    def logprobs(path):
+        return {(r.col_off, r.row_off, r.width, r.height): r.logprobs for r in read(path)}
+
+    here, there = logprobs(folder / "local.jsonl"), logprobs(folder / "vllm.jsonl")
+    for key, ours in here.items():
+        theirs = there[key]
+        assert ours and theirs, f"tile {key} has no log-probabilities"
+        assert [t for t, _ in ours] == [t for t, _ in theirs], (key, ours, theirs)
+        assert np.allclose([v for _, v in ours], [v for _, v in theirs], atol=2e-3), (key, ours, theirs)
+
 
 def test_ask_through_vllm_gives_the_local_engines_answer(vllm_server, demo_scene):
     folder = demo_scene.parent

@@ -33,6 +33,9 @@ class Answer:
     text: str
     finished: bool = True
     tokens: int | None = None  # new tokens generated, when the engine knows
+    #: (token text, log-probability) of each generated token, end-of-answer token included,
+    #: when the engine gives them: what a confidence score per object is made from.
+    logprobs: tuple[tuple[str, float], ...] | None = None
 
 
 @runtime_checkable

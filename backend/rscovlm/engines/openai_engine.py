@@ -169,8 +169,10 @@ class OpenAIEngine:
         if self.check_image_size:
             for image in images:
                 self._check_size(conversation, image)
-        text, finish_reason, usage = self._stream_once(self._body(conversation, images, max_new_tokens), should_cancel)
-        return Answer(text=text, finished=finish_reason == "stop", tokens=usage.get("completion_tokens"))
+        text, finish_reason, usage, logprobs = self._stream_once(
+            self._body(conversation, images, max_new_tokens), should_cancel)
+        return Answer(text=text, finished=finish_reason == "stop", tokens=usage.get("completion_tokens"),
+                      logprobs=logprobs)
 
     def _body(self, conversation: Conversation, images: list[Any], max_new_tokens: int) -> dict:
         budget = int(max_new_tokens)
@@ -187,13 +189,17 @@ class OpenAIEngine:
             "max_tokens": budget,
             "stream": True,
             "stream_options": {"include_usage": True},
+            "logprobs": True,  # the chosen tokens' log-probabilities: scores per object
+            "top_logprobs": 0,
         }
 
-    def _stream_once(self, body: dict, should_cancel: ShouldCancel | None) -> tuple[str, str | None, dict]:
+    def _stream_once(self, body: dict, should_cancel: ShouldCancel | None):
+        """One streamed request: (text, finish_reason, usage, token log-probabilities)."""
         import httpx
 
         url = f"{self.base_url}/chat/completions"
         parts: list[str] = []
+        logprobs: list[tuple[str, float]] = []
         finish_reason: str | None = None
         usage: dict = {}
         try:
@@ -218,6 +224,8 @@ class OpenAIEngine:
                     for choice in chunk.get("choices") or []:
                         delta = choice.get("delta") or {}
                         parts.append(delta.get("content") or "")
+                        for entry in (choice.get("logprobs") or {}).get("content") or []:
+                            logprobs.append((str(entry.get("token", "")), round(float(entry.get("logprob", 0.0)), 5)))
                         finish_reason = choice.get("finish_reason") or finish_reason
                     usage = chunk.get("usage") or usage
         except httpx.TimeoutException as exc:
@@ -228,7 +236,7 @@ class OpenAIEngine:
             raise _Transient(f"connection lost ({exc.__class__.__name__})") from exc
         if finish_reason is None:
             raise _Transient("the answer stream ended before the answer did")
-        return "".join(parts), finish_reason, usage
+        return "".join(parts), finish_reason, usage, tuple(logprobs) or None
 
     # -- what the server is ---------------------------------------------------------------------
 

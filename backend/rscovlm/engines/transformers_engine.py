@@ -295,7 +295,7 @@ class TransformersEngine:
         self, batch: list[Conversation], max_new_tokens: int, should_cancel: ShouldCancel | None
     ) -> list[Answer]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         if should_cancel and should_cancel():
             raise CancelledError("generation cancelled")
@@ -330,20 +330,26 @@ class TransformersEngine:
                                       device=input_ids.device)
 
             stopping = StoppingCriteriaList([_Cancel()])
+        chosen = _ChosenLogprobs()
         with torch.inference_mode():
-            output = self.model.generate(**inputs, generation_config=config, stopping_criteria=stopping)
+            output = self.model.generate(**inputs, generation_config=config, stopping_criteria=stopping,
+                                         logits_processor=LogitsProcessorList([chosen]))
         if should_cancel and should_cancel():
             raise CancelledError("generation cancelled")
         new_tokens = output[:, prompt_length:]
         texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        pad = config.pad_token_id
+        logprobs = chosen.table()
+        tokenizer = self.processor.tokenizer
         answers = []
-        for row, text in zip(new_tokens.tolist(), texts):
+        for index, (row, text) in enumerate(zip(new_tokens.tolist(), texts)):
             ended = any(token in self._eos_ids for token in row)
-            generated = next((i + 1 for i, t in enumerate(row) if t in self._eos_ids), None)
-            if generated is None:  # no EOS: the row ran to the budget (left padding never follows)
-                generated = sum(1 for t in row if t != pad) if pad not in self._eos_ids else len(row)
-            answers.append(Answer(text=text, finished=ended, tokens=generated))
+            # A row that ended is padded after its end token; one that did not ran to the end.
+            generated = next((i + 1 for i, t in enumerate(row) if t in self._eos_ids), len(row))
+            pieces = tokenizer.batch_decode([[t] for t in row[:generated]], skip_special_tokens=False,
+                                            clean_up_tokenization_spaces=False)
+            values = logprobs[index, :generated].tolist() if logprobs is not None else [0.0] * generated
+            answers.append(Answer(text=text, finished=ended, tokens=generated,
+                                  logprobs=tuple(zip(pieces, (round(v, 5) for v in values)))))
         return answers
 
     def clamp_budget(self, max_new_tokens: int, prompt_length: int) -> int:
@@ -385,6 +391,31 @@ class TransformersEngine:
             info["gpu_memory_used_gb"] = round((total - free) / 2**30, 2)
             info["gpu_memory_total_gb"] = round(total / 2**30, 2)
         return info
+
+
+class _ChosenLogprobs:
+    """A logits processor that records the log-probability of the token greedy search picks.
+
+    Placed after every other processor, it sees the final scores, whose argmax greedy
+    decoding takes: the maximum of their log-softmax is the chosen token's log-probability
+    (equal to the model's own when the weights ship no repetition penalty). One
+    log-softmax per step: negligible beside the forward pass, and no logits are kept.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[Any] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        self.steps.append(torch.log_softmax(scores.float(), dim=-1).max(dim=-1).values)
+        return scores
+
+    def table(self):
+        """(batch, steps) log-probabilities on the CPU, or None when nothing was generated."""
+        import torch
+
+        return torch.stack(self.steps, dim=1).cpu() if self.steps else None
 
 
 def checkpoint_pixel_bounds(image_processor: Any) -> tuple[int, int]:

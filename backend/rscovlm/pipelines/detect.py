@@ -470,7 +470,7 @@ class _Run:
                     input_width=in_w, input_height=in_h, response=answer.text, finished=answer.finished,
                     split=not answer.finished and worth_splitting(answer.text, self.options)
                     and bool(split_window(window, self.image_wh, self.options)),
-                    tokens=answer.tokens,
+                    tokens=answer.tokens, logprobs=answer.logprobs,
                 )
                 if writer:
                     writer.write(record)
