@@ -599,23 +599,33 @@ def _site_is_free(scene: _Scene, rect: _Rect, grow: float, margin: float = 4.0) 
     return bool(np.all(scene.surface(xs, ys) == LAND))
 
 
+def _find_site(scene: _Scene, rng: np.random.Generator, half_u_m: tuple[float, float],
+               half_v_m: tuple[float, float], make, gap_m: float):
+    """A free site of about the given half sizes (metres), smaller after 150 misses; None after 300."""
+    px, size = scene.px, scene.size
+    for attempt in range(300):
+        shrink = 1.0 if attempt < 150 else 0.6
+        hu = min(px(rng.uniform(*half_u_m)) * shrink, 0.3 * size)
+        hv = min(px(rng.uniform(*half_v_m)) * shrink, 0.2 * size)
+        cx, cy = rng.uniform(hu, size - hu), rng.uniform(hu, size - hu)
+        site = make(cx, cy, hu, hv, rng.uniform(0, math.pi))
+        if _site_is_free(scene, site, px(gap_m)):
+            return site
+    return None
+
+
 def _place_parking_lots(scene: _Scene, rng: np.random.Generator, occupancy: _Occupancy) -> None:
     """Dense scenes: parking lots, 80-95 % of their stalls taken by cars (hundreds per lot)."""
-    px, size = scene.px, scene.size
-    lots = max(2, round(3 * (size * scene.gsd) ** 2 / 1e6))
-    for _ in range(lots):
-        for attempt in range(300):
-            shrink = 1.0 if attempt < 150 else 0.6
-            hu = min(px(rng.uniform(45, 80)) * shrink, 0.3 * size)
-            hv = min(px(rng.uniform(30, 50)) * shrink, 0.2 * size)
-            cx, cy = rng.uniform(hu, size - hu), rng.uniform(hu, size - hu)
-            lot = _Lot(cx, cy, hu, hv, rng.uniform(0, math.pi), stall=px(2.6), depth=px(5.5), aisle=px(6.5),
-                       margin=px(1.5))
-            if not _site_is_free(scene, lot, px(4)):
-                continue
-            scene.lots.append(lot)
-            _park_cars(scene, rng, occupancy, lot)
-            break
+    px = scene.px
+
+    def lot(cx, cy, hu, hv, angle):
+        return _Lot(cx, cy, hu, hv, angle, stall=px(2.6), depth=px(5.5), aisle=px(6.5), margin=px(1.5))
+
+    for _ in range(max(2, round(3 * (scene.size * scene.gsd) ** 2 / 1e6))):
+        site = _find_site(scene, rng, (45, 80), (30, 50), lot, 4)
+        if site is not None:
+            scene.lots.append(site)
+            _park_cars(scene, rng, occupancy, site)
 
 
 def _park_cars(scene: _Scene, rng: np.random.Generator, occupancy: _Occupancy, lot: _Lot) -> None:
@@ -642,20 +652,11 @@ def _park_cars(scene: _Scene, rng: np.random.Generator, occupancy: _Occupancy, l
 
 def _place_marinas(scene: _Scene, rng: np.random.Generator, occupancy: _Occupancy) -> None:
     """Dense scenes: dock basins with piers, boats moored side by side along both sides of each."""
-    px, size = scene.px, scene.size
-    marinas = max(1, round(2 * (size * scene.gsd) ** 2 / 1e6))
-    for _ in range(marinas):
-        for attempt in range(300):
-            shrink = 1.0 if attempt < 150 else 0.6
-            hu = min(px(rng.uniform(70, 110)) * shrink, 0.3 * size)
-            hv = min(px(rng.uniform(40, 60)) * shrink, 0.2 * size)
-            cx, cy = rng.uniform(hu, size - hu), rng.uniform(hu, size - hu)
-            basin = _Rect(cx, cy, hu, hv, rng.uniform(0, math.pi))
-            if not _site_is_free(scene, basin, px(6)):
-                continue
-            scene.basins.append(basin)
-            _moor_boats(scene, rng, occupancy, basin)
-            break
+    for _ in range(max(1, round(2 * (scene.size * scene.gsd) ** 2 / 1e6))):
+        site = _find_site(scene, rng, (70, 110), (40, 60), _Rect, 6)
+        if site is not None:
+            scene.basins.append(site)
+            _moor_boats(scene, rng, occupancy, site)
 
 
 def _moor_boats(scene: _Scene, rng: np.random.Generator, occupancy: _Occupancy, basin: _Rect) -> None:

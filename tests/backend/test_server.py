@@ -557,10 +557,23 @@ def _rscovlm_command() -> list[str]:
     return [sys.executable, "-m", "rscovlm"]
 
 
+def _start_serve(arguments: list[str], env: dict):
+    """``rscovlm serve ARGUMENTS`` in a subprocess, and what it printed up to its device line."""
+    import subprocess
+
+    process = subprocess.Popen([*_rscovlm_command(), "serve", *arguments], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    printed = []
+    for line in process.stdout:
+        printed.append(line)
+        if line.strip().startswith("device:"):
+            break
+    return process, "".join(printed)
+
+
 def test_rscovlm_serve_starts_says_where_answers_and_stops_cleanly(tiny_model_dir, tmp_path):
     import signal
     import socket
-    import subprocess
 
     import httpx
 
@@ -568,17 +581,8 @@ def test_rscovlm_serve_starts_says_where_answers_and_stops_cleanly(tiny_model_di
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "RSCOVLM_TOKEN_FILE": str(tmp_path / "conf" / "token"), "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(
-        [*_rscovlm_command(), "serve", "--model", str(tiny_model_dir), "--device", "cpu", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process, text = _start_serve(["--model", str(tiny_model_dir), "--device", "cpu", "--port", str(port)], env)
     try:
-        printed = []
-        for line in process.stdout:
-            printed.append(line)
-            if line.strip().startswith("device:"):
-                break
-        text = "".join(printed)
         assert f"http://127.0.0.1:{port}" in text and str(tmp_path / "conf" / "token") in text
         token = (tmp_path / "conf" / "token").read_text().strip()
         assert token not in text  # only --print-token shows it
@@ -705,7 +709,6 @@ def test_a_cancelled_detection_keeps_no_half_written_responses_file(engine, synt
 def test_model_free_serve_answers_jobs_and_clears_a_killed_servers_partial_file(tmp_path, synth_scene):
     import signal
     import socket
-    import subprocess
 
     import httpx
 
@@ -720,17 +723,9 @@ def test_model_free_serve_answers_jobs_and_clears_a_killed_servers_partial_file(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "RSCOVLM_TOKEN_FILE": str(tmp_path / "token"), "XDG_CACHE_HOME": str(cache)}
-    process = subprocess.Popen(
-        [*_rscovlm_command(), "serve", "--scripted-answers", "none", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process, text = _start_serve(["--scripted-answers", "none", "--port", str(port)], env)
     try:
-        printed = []
-        for line in process.stdout:
-            printed.append(line)
-            if line.strip().startswith("device:"):
-                break
-        assert "Removed 1 unfinished responses file" in "".join(printed)
+        assert "Removed 1 unfinished responses file" in text
         assert not stale.exists() and kept.exists()
         token = (tmp_path / "token").read_text().strip()
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"})

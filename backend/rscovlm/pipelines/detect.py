@@ -453,6 +453,8 @@ class _Run:
             progress(0, self.total)
         for window in self.windows:
             self._submit(window, writer)
+        if progress and self.done:
+            progress(self.done, self.total)  # answers taken from the responses file
         for outcome in self.stream:
             window = outcome.key
             if outcome.skipped:
