@@ -71,14 +71,7 @@ def local_pixel_bounds(model: str) -> tuple[int, int] | None:
                 config = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 return None
-            config = config.get("image_processor", config)
-
-            class _Settings:  # the attributes checkpoint_pixel_bounds reads
-                size = config.get("size")
-                min_pixels = config.get("min_pixels")
-                max_pixels = config.get("max_pixels")
-
-            return checkpoint_pixel_bounds(_Settings)
+            return checkpoint_pixel_bounds(config.get("image_processor", config))
     return None
 
 

@@ -416,11 +416,12 @@ def truth_answerer(
     import shapely
 
     from ..formats.prompts import format_detection_answer, normalize_class_name
+    from ..georef import map_to_pixel
     from ..model_input import image_to_input
     from ..tiling import Window
 
     with rasterio.open(raster_path) as src:
-        inverse = ~src.transform
+        transform = src.transform
         raster_crs = src.crs
     gdf = gpd.read_file(truth_path)
     if class_field not in gdf.columns:
@@ -440,10 +441,7 @@ def truth_answerer(
         else:
             corners = np.asarray(shapely.get_coordinates(geom.minimum_rotated_rectangle))[:4]
         quads[k] = corners
-    a, b, c, d, e, f = inverse.a, inverse.b, inverse.c, inverse.d, inverse.e, inverse.f
-    px = quads.copy()
-    px[..., 0] = a * quads[..., 0] + b * quads[..., 1] + c
-    px[..., 1] = d * quads[..., 0] + e * quads[..., 1] + f
+    px = map_to_pixel(quads.reshape(-1, 8), transform).reshape(-1, 4, 2)
     centres = px.mean(axis=1)
     flat = px.reshape(-1, 8)
     wanted = None if classes is None else {normalize_class_name(n) for n in classes}

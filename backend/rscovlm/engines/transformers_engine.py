@@ -418,20 +418,26 @@ class _ChosenLogprobs:
         return torch.stack(self.steps, dim=1).cpu() if self.steps else None
 
 
-def checkpoint_pixel_bounds(image_processor: Any) -> tuple[int, int]:
+def checkpoint_pixel_bounds(settings: Any) -> tuple[int, int]:
     """(min_pixels, max_pixels) from the checkpoint's own preprocessor settings.
 
-    Qwen2.5-VL processors keep them as ``size = {"shortest_edge", "longest_edge"}`` (pixel
-    counts, despite the names); older configs as ``min_pixels`` / ``max_pixels``. The
-    paper's 224x224..1008x1008 is the fall-back only when the checkpoint says nothing.
+    ``settings`` is a loaded image processor or its config as a dict. Qwen2.5-VL keeps
+    the bounds as ``size = {"shortest_edge", "longest_edge"}`` (pixel counts, despite the
+    names); older configs as ``min_pixels`` / ``max_pixels``. The paper's
+    224x224..1008x1008 is the fall-back only when the checkpoint says nothing.
     """
+    from collections.abc import Mapping
+
     from ..model_input import MAX_PIXELS, MIN_PIXELS
 
-    size = getattr(image_processor, "size", None) or {}
-    low = size.get("shortest_edge") if isinstance(size, dict) else None
-    high = size.get("longest_edge") if isinstance(size, dict) else None
-    low = low or getattr(image_processor, "min_pixels", None) or MIN_PIXELS
-    high = high or getattr(image_processor, "max_pixels", None) or MAX_PIXELS
+    def get(key: str) -> Any:
+        return settings.get(key) if isinstance(settings, Mapping) else getattr(settings, key, None)
+
+    size = get("size") or {}
+    low = size.get("shortest_edge") if isinstance(size, Mapping) else None
+    high = size.get("longest_edge") if isinstance(size, Mapping) else None
+    low = low or get("min_pixels") or MIN_PIXELS
+    high = high or get("max_pixels") or MAX_PIXELS
     return int(low), int(high)
 
 
