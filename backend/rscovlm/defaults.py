@@ -30,3 +30,10 @@ SPLIT_MIN_TILE = 128
 #: A run over more tiles than this is announced before the model loads (the CLI says how
 #: many; the plugin asks the user first): a 20,000 px orthophoto is ~2,400 tiles.
 LARGE_RUN_TILES = 2000
+
+#: How a detected object's confidence score is made from the model's token probabilities
+#: (one of rscovlm.scores.DEFINITIONS), and how a merged object's score comes from the
+#: sightings it absorbed (rscovlm.merge.SCORE_RULES). Chosen by bench/score_study.py on
+#: held-out scenes; the figures are in bench/README.md.
+SCORE_DEFINITION = "coord_geomean"
+SCORE_MERGE = "max"

@@ -33,9 +33,14 @@ __all__ = [
     "write_vector",
     "to_geojson_dict",
     "write_dota",
+    "write_task1",
+    "TASK1_PREFIX",
 ]
 
-DETECTION_COLUMNS = ("class", "support", "tile", "area_m2")
+#: DOTA / mmrotate submission files are named Task1_<class>.txt
+TASK1_PREFIX = "Task1_"
+
+DETECTION_COLUMNS = ("class", "support", "tile", "area_m2", "score")
 
 #: file extension -> OGR driver
 VECTOR_DRIVERS = {
@@ -55,10 +60,18 @@ def build_detections_gdf(
     tiles: Sequence[str],
     area_m2: Sequence[float] | np.ndarray,
     crs: CRS | None,
+    scores: Sequence[float] | np.ndarray | None = None,
 ) -> gpd.GeoDataFrame:
-    """One row per kept detection, in the raster's CRS, with typed columns even when empty."""
+    """One row per kept detection, in the raster's CRS, with typed columns even when empty.
+
+    ``score`` is the object's confidence in [0, 1] (:mod:`rscovlm.scores`), null where the
+    engine gave no token probabilities (``scores`` None: null throughout).
+    """
     n = len(labels)
-    for name, values in (("polygons", polygons), ("support", support), ("tiles", tiles), ("area_m2", area_m2)):
+    if scores is None:
+        scores = np.full(n, np.nan)
+    for name, values in (("polygons", polygons), ("support", support), ("tiles", tiles), ("area_m2", area_m2),
+                         ("scores", scores)):
         if len(values) != n:
             raise ValueError(f"{name} has {len(values)} items for {n} labels")
     data = {
@@ -66,6 +79,7 @@ def build_detections_gdf(
         "support": pd.Series(np.asarray(support, dtype=np.int64).reshape(-1)),
         "tile": pd.Series([str(t) for t in tiles], dtype=object),  # e.g. "c412_r824": the tile's pixel offset
         "area_m2": pd.Series(np.asarray(area_m2, dtype=np.float64).reshape(-1)),
+        "score": pd.Series(np.asarray(scores, dtype=np.float64).reshape(-1)),
     }
     geometry = gpd.GeoSeries(list(polygons), crs=crs)
     return gpd.GeoDataFrame(data, geometry=geometry, crs=crs)
@@ -191,15 +205,53 @@ def write_dota(
     labels: Sequence[str],
     difficult: Sequence[int] | None = None,
 ) -> Path:
-    """DOTA Task-1 label text in image pixels: ``x1 y1 ... x4 y4 class difficult`` per line."""
+    """DOTA label text in image pixels: ``x1 y1 ... x4 y4 class difficult`` per line (no scores: see write_task1)."""
     quads = np.asarray(quads_img, dtype=np.float64).reshape(-1, 8)
     if len(quads) != len(labels):
         raise ValueError(f"{len(quads)} quads for {len(labels)} labels")
     flags = [0] * len(labels) if difficult is None else [int(d) for d in difficult]
-    lines = []
-    for quad, label, flag in zip(quads, labels, flags):
-        coords = " ".join(f"{v:.2f}".rstrip("0").rstrip(".") for v in quad)
-        lines.append(f"{coords} {dota_class_name(label)} {flag}\n")
+    lines = [f"{_coordinates(quad)} {dota_class_name(label)} {flag}\n" for quad, label, flag in zip(quads, labels, flags)]
     target = Path(path)
     atomic_write(target, "".join(lines), newline="\n")
     return target
+
+
+def _coordinates(quad: np.ndarray) -> str:
+    return " ".join(f"{v:.2f}".rstrip("0").rstrip(".") for v in quad)
+
+
+def write_task1(
+    folder: str | os.PathLike[str],
+    image_id: str,
+    quads_img: np.ndarray,
+    labels: Sequence[str],
+    scores: Sequence[float] | np.ndarray | None,
+    classes: Sequence[str],
+) -> tuple[list[Path], str | None]:
+    """DOTA Task-1 submission files: ``Task1_<class>.txt`` of ``image score x1 y1 ... x4 y4`` lines.
+
+    One file per class asked for (empty when none was found, as the evaluation server
+    expects), in image pixels. Objects without a score are written with score 1.0, and the
+    returned sentence says so (their order then ranks nothing); else it is None.
+    """
+    target = Path(folder)
+    if not target.is_dir():
+        raise UserError(f"Cannot write DOTA Task-1 files into {target}: it is not an existing folder.")
+    quads = np.asarray(quads_img, dtype=np.float64).reshape(-1, 8)
+    values = np.full(len(labels), np.nan) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not (len(quads) == len(labels) == len(values)):
+        raise ValueError(f"{len(quads)} quads, {len(labels)} labels and {len(values)} scores")
+    image = "_".join(str(image_id).split())  # fields are separated by spaces
+    unscored = int(np.isnan(values).sum())
+    lines: dict[str, list[str]] = {dota_class_name(c): [] for c in classes}
+    for quad, label, score in zip(quads, labels, values):
+        value = 1.0 if np.isnan(score) else float(score)
+        lines.setdefault(dota_class_name(label), []).append(f"{image} {value:.6f} {_coordinates(quad)}\n")
+    written = [atomic_write(target / f"{TASK1_PREFIX}{name}.txt", "".join(rows), newline="\n")
+               for name, rows in lines.items()]
+    note = None
+    if unscored:
+        note = (f"{unscored} of {len(labels)} objects have no score (the engine gave no token probabilities), so "
+                "the Task-1 files give them score 1.0 and their order ranks nothing: judge them by mAP_nc "
+                "(rscovlm evaluate) rather than by AP.")
+    return written, note

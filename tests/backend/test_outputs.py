@@ -53,7 +53,7 @@ def test_empty_result_is_a_valid_layer_with_fields(tmp_path, name):
     path = write_vector(detections(0), tmp_path / name)
     info = pyogrio.read_info(path)
     assert info["features"] == 0
-    assert list(info["fields"]) == ["class", "support", "tile", "area_m2"]
+    assert list(info["fields"]) == ["class", "support", "tile", "area_m2", "score"]
     assert info["geometry_type"] == "Polygon"
     assert CRS.from_user_input(info["crs"]).to_epsg() == 32633
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import defaults
 from ..errors import UserError
+from ..scores import DEFINITIONS
 from .engine_options import add_engine_arguments, load_engine
 
 
@@ -70,7 +71,14 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from --responses-out: answered tiles are not asked again")
     parser.add_argument("--from-responses", type=Path, help="re-run post-processing from a responses JSONL, without a model")
-    parser.add_argument("--dota-out", type=Path, help="also write DOTA Task-1 text (image pixels)")
+    parser.add_argument("--dota-out", type=Path,
+                        help="also write DOTA label text (image pixels: x1 y1 ... x4 y4 class difficult; no scores)")
+    parser.add_argument("--task1-out", type=Path, metavar="FOLDER",
+                        help="also write DOTA Task-1 submission files Task1_<class>.txt (image score x1 ... y4, "
+                        "image pixels) into this folder, with each object's score")
+    parser.add_argument("--score", choices=sorted(DEFINITIONS), default=defaults.SCORE_DEFINITION,
+                        help="how an object's confidence score is made from the model's token probabilities "
+                        f"(default {defaults.SCORE_DEFINITION}, chosen by bench/score_study.py)")
     add_engine_arguments(parser, required=False)
     parser.set_defaults(run=run)
 
@@ -94,6 +102,7 @@ def build_options(args: argparse.Namespace):
         bounds_crs=args.region_crs,
         iou=args.iou,
         ios=args.ios,
+        score=args.score,
     )
 
 
@@ -115,11 +124,13 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not args.responses_out:
         raise UserError("--resume continues a run from its responses: give the same --responses-out as the first run.")
     if len(rasters) > 1:
-        if args.from_responses or args.dota_out:
-            raise UserError("--from-responses and --dota-out take one raster; run them raster by raster.")
+        if args.from_responses or args.dota_out or args.task1_out:
+            raise UserError("--from-responses, --dota-out and --task1-out take one raster; run them raster by raster.")
         if args.responses_out and args.responses_out.suffix.lower() == ".jsonl":
             raise UserError("With several rasters, --responses-out is a folder (one JSONL per raster), not a file.")
     plan = plan_batch(rasters, options)
+    if args.task1_out is not None and not args.task1_out.is_dir():
+        raise UserError(f"--task1-out names a folder for the Task1_<class>.txt files; {args.task1_out} is not one.")
     if len(rasters) == 1 and plan.errors:
         raise UserError(plan.errors[rasters[0]])  # bad raster, bands, region or tiles: before the model loads
     if args.from_responses:
@@ -135,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         responses_dir.mkdir(parents=True, exist_ok=True)
     engine = load_engine(args)
     outcomes = _detect_all(args, plan, engine, options, responses_dir)
-    return _write(args, outcomes, per_raster)
+    return _write(args, outcomes, per_raster, options)
 
 
 def _detect_all(args, plan, engine, options, responses_dir):
@@ -171,7 +182,7 @@ def _detect_all(args, plan, engine, options, responses_dir):
 
 
 def _replay(args, options, raster: Path) -> int:
-    from ..outputs import write_dota, write_vector
+    from ..outputs import write_vector
     from ..pipelines.detect import detect_from_responses
 
     if args.responses_out or args.resume:
@@ -179,11 +190,24 @@ def _replay(args, options, raster: Path) -> int:
     result = detect_from_responses(raster, args.from_responses, options)
     _print_warnings(result.warnings)
     write_vector(result.gdf, args.output)
-    if args.dota_out:
-        write_dota(args.dota_out, result.quads_img, result.labels)
+    _write_dota_files(args, result, raster, options)
     print(result.summary())
     print(f"Wrote {args.output} ({result.crs.to_string() if result.crs is not None else 'no CRS'})")
     return 0
+
+
+def _write_dota_files(args, result, raster: Path, options) -> None:
+    """--dota-out (label text) and --task1-out (submission files with scores), in image pixels."""
+    from ..outputs import write_dota, write_task1
+
+    if args.dota_out:
+        write_dota(args.dota_out, result.quads_img, result.labels)
+    if args.task1_out:
+        _written, note = write_task1(args.task1_out, raster.stem, result.quads_img, result.labels, result.scores,
+                                     options.classes)
+        if note:
+            _print_warnings([note])
+        print(f"Wrote DOTA Task-1 files to {args.task1_out}")
 
 
 def _print_warnings(warnings) -> None:
@@ -191,8 +215,8 @@ def _print_warnings(warnings) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
-def _write(args, outcomes, per_raster: bool) -> int:
-    from ..outputs import write_dota, write_vector
+def _write(args, outcomes, per_raster: bool, options) -> int:
+    from ..outputs import write_vector
     from ..pipelines.batch import combine
 
     several = len(outcomes) > 1
@@ -217,8 +241,8 @@ def _write(args, outcomes, per_raster: bool) -> int:
         write_vector(gdf, args.output)
         crs = gdf.crs.to_string() if gdf.crs is not None else "no CRS"
         print(f"Wrote {args.output} ({len(gdf)} objects, {crs})")
-    if args.dota_out and not several:
-        write_dota(args.dota_out, outcomes[0].result.quads_img, outcomes[0].result.labels)
+    if not several and outcomes[0].result is not None:
+        _write_dota_files(args, outcomes[0].result, outcomes[0].raster, options)
     if args.responses_out:
         print(f"Raw responses: {args.responses_out} (replay with --from-responses, continue with --resume)")
     incomplete = [o for o in outcomes if o.result is not None and o.result.tiles_failed]

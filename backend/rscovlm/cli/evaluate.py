@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, default=10, help="random score orders averaged for mAP_nc (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the random score orders (default 0)")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold of precision/recall/F1 (default 0.5)")
+    parser.add_argument("--validation-fraction", type=float, default=0.5, metavar="F",
+                        help="with scored predictions: the share of images (chosen by a hash of their ids, so the "
+                        "split is fixed) on which the score threshold of the best F1 is chosen; F1 at that "
+                        "threshold is measured on the other images (default 0.5)")
     parser.add_argument("--ap-mode", choices=["11point", "area"], default="11point",
                         help="mmrotate's AP integration (DOTA_devkit is always 11-point)")
     parser.add_argument("--out", help="folder for results.json, per_class.csv, report.md and PNG plots")
@@ -66,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--seeds must be at least 1: mAP_nc averages AP over that many random score orders.")
     if not 0.0 < args.iou < 1.0:
         raise UserError(f"--iou must lie between 0 and 1 (e.g. 0.5); got {args.iou}.")
+    if not 0.0 < args.validation_fraction < 1.0:
+        raise UserError(f"--validation-fraction must lie between 0 and 1 (e.g. 0.5); got {args.validation_fraction}.")
     classes = _class_list(args.classes)
 
     truth = load_truth(args.truth, args.class_field, args.difficult_field, args.image_field)
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             truth.objects, predictions.objects, convention, classes=classes, iou=args.iou,
             seeds=args.seeds, base_seed=args.seed,
             ap_mode=args.ap_mode if convention == "mmrotate" else None,
+            validation_fraction=args.validation_fraction,
         )
         for convention in conventions
     ]
@@ -105,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         written = write_report(
             results, args.out,
             inputs={"predictions": str(args.pred), "truth": str(args.truth), "iou": str(args.iou),
-                    "seeds": str(args.seeds), "base seed": str(args.seed)},
+                    "seeds": str(args.seeds), "base seed": str(args.seed),
+                    "validation fraction": str(args.validation_fraction)},
             notes=notes,
         )
         print(f"\nreport written to {args.out}: " + ", ".join(p.name for p in written))

@@ -30,10 +30,10 @@ import shapely
 
 from ..errors import UserError
 from ..formats.prompts import normalize_class_name
+from ..outputs import TASK1_PREFIX
 from .objects import EvalObject, make_object
 
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb")
-TASK1_PREFIX = "Task1_"
 PIXEL, MAP = "pixel", "map"
 
 
@@ -448,28 +448,37 @@ def _load_responses(
         notes = [f"{len(gdf)} detections replayed from {path.name} on {Path(raster).name}."]
         quads, keep = _geometries_to_quads(gdf.geometry.values, path, notes)
         labels = [normalize_class_name(c) for c in np.asarray(gdf["class"])[keep]]
-        objects = {path.stem: [make_object(q, c) for q, c in zip(quads, labels)]}
+        scores = _scores_or_none(np.asarray(gdf["score"], dtype=np.float64)[keep])
+        objects = {path.stem: [make_object(q, c, score=s) for q, c, s in zip(quads, labels, scores)]}
         return LoadedObjects(objects, MAP, result.crs, f"{path.name} replayed", True, notes)
-    quads, labels, notes = _replay_in_pixels(path, class_list)
-    objects = {path.stem: [make_object(q, c) for q, c in zip(quads, labels)]}
+    quads, labels, scores, notes = _replay_in_pixels(path, class_list)
+    objects = {path.stem: [make_object(q, c, score=s) for q, c, s in zip(quads, labels, scores)]}
     return LoadedObjects(objects, PIXEL, None, f"{path.name} replayed", True, notes)
 
 
-def _replay_in_pixels(path: Path, classes: tuple[str, ...]) -> tuple[np.ndarray, list[str], list[str]]:
-    """The pipeline's own replay (parse, map, merge) on the image the tiles span."""
+def _scores_or_none(scores: np.ndarray) -> list[float | None]:
+    """Scores for make_object: None where an object has none (NaN)."""
+    return [None if math.isnan(v) else float(v) for v in np.asarray(scores, dtype=np.float64).tolist()]
+
+
+def _replay_in_pixels(
+    path: Path, classes: tuple[str, ...]
+) -> tuple[np.ndarray, list[str], list[float | None], list[str]]:
+    """The pipeline's own replay (parse, map, merge, score) on the image the tiles span."""
     from ..pipelines.detect import DetectOptions, merge_records
     from ..responses import read_responses
 
     records = read_responses(path)
     if not records:
-        return np.zeros((0, 8)), [], [f"{path.name} holds no tile responses."]
+        return np.zeros((0, 8)), [], [], [f"{path.name} holds no tile responses."]
     image_wh = (
         max(r.col_off + r.width for r in records),
         max(r.row_off + r.height for r in records),
     )
-    quads, labels, kept, dropped = merge_records(records, image_wh, DetectOptions(classes=classes))
+    merged = merge_records(records, image_wh, DetectOptions(classes=classes))
     notes = [
-        f"{len(records)} tile responses read from {path.name}; {sum(dropped.values())} unusable line(s) dropped.",
-        f"{kept} tile detections merged into {len(quads)}.",
+        f"{len(records)} tile responses read from {path.name}; {sum(merged.dropped.values())} unusable line(s) "
+        "dropped.",
+        f"{merged.kept} tile detections merged into {len(merged.quads)}.",
     ]
-    return quads, [str(c) for c in labels], notes
+    return merged.quads, [str(c) for c in merged.labels], _scores_or_none(merged.scores), notes

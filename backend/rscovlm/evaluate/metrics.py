@@ -19,6 +19,12 @@ undefined: ``mAP_nc`` ranks by random scores instead, averaged over several seed
 RSCoVLM authors did), and reports the spread. Precision, recall and F1 need no ranking:
 they come from an optimal one-to-one pairing (see ``matching``).
 
+With real scores (every prediction has one; for RSCoVLM they come from its token
+probabilities, :mod:`rscovlm.scores`) AP ranks by them and mAP_nc is still reported
+beside it, from the same predictions, so what the scores are worth is one subtraction.
+The scored detector's operating point is F1 at a score threshold chosen on validation
+images and measured on the others (:mod:`.threshold`), beside the confidence-free F1.
+
 Everything here is pure: datasets in, a result object out.
 """
 
@@ -40,6 +46,7 @@ from .matching import (
 )
 from .objects import Dataset, EvalObject, dataset_classes, has_scores
 from .overlap import min_area_rectangles, pairwise_iou, quads_to_polygons
+from .threshold import ThresholdChoice, candidate_thresholds, split_images
 
 CONVENTIONS = ("dota_devkit", "mmrotate")
 COCO_THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))  # 0.50:0.05:0.95
@@ -142,6 +149,7 @@ class EvaluationResult:
     mean_over: list[str]  # the classes the means average
     unlisted_predictions: int  # predictions of classes outside the list, left out
     unlisted_ground_truth: int
+    threshold: ThresholdChoice | None = None  # scored predictions only: F1 at a validated threshold
 
     def to_dict(self) -> dict:
         return {
@@ -161,6 +169,7 @@ class EvaluationResult:
             "mean_over": self.mean_over,
             "unlisted_predictions": self.unlisted_predictions,
             "unlisted_ground_truth": self.unlisted_ground_truth,
+            "threshold": self.threshold.to_dict() if self.threshold is not None else None,
             "per_class": [c.to_dict() for c in self.per_class],
         }
 
@@ -175,13 +184,16 @@ def evaluate(
     base_seed: int = 0,
     ap_mode: str | None = None,
     ignore_difficult: bool | None = None,
+    validation_fraction: float | None = 0.5,
 ) -> EvaluationResult:
     """Evaluate ``predictions`` against ``truth`` under one named convention.
 
     ``classes`` defaults to the classes present in the truth; objects of other classes are
     left out (and counted). Predictions on images that the truth does not list are false
     positives, as there is nothing there to find. ``seeds`` random score orders give
-    mAP_nc; they are drawn from ``base_seed`` so a run is reproducible.
+    mAP_nc; they are drawn from ``base_seed`` so a run is reproducible. When every
+    prediction has a score, ``validation_fraction`` of the images choose the score
+    threshold of the best F1 and the others measure it (None: not done).
     """
     conv = get_convention(convention, ap_mode, ignore_difficult)
     if not 0.0 < iou < 1.0:
@@ -235,7 +247,11 @@ def evaluate(
         else:
             map_nc_mean[key] = map_nc_std[key] = math.nan
 
+    threshold = None
+    if scored and validation_fraction is not None:
+        threshold = choose_threshold(truth, predictions, conv, class_list, iou, validation_fraction)
     return EvaluationResult(
+        threshold=threshold,
         convention=conv.name,
         ap_mode=conv.ap_mode,
         iou=iou,
@@ -445,13 +461,22 @@ def _class_result(
 
 
 def _confidence_free_counts(
-    d: _ClassData, iou: float, conv: Convention
+    d: _ClassData, iou: float, conv: Convention, keep: np.ndarray | None = None
 ) -> tuple[int, int, int]:
     """(TP, FP, ignored) from the one-to-one pairing at one IoU threshold.
 
     Pairs are made with countable ground truth only; a detection left unpaired that
     overlaps an ignored (difficult) object enough is ignored, like in DOTA_devkit.
+    ``keep`` (D,) bool leaves the other detections out (those below a score threshold).
     """
+    if keep is not None:
+        kept = keep[d.pair_det] if d.pair_det.size else np.zeros(0, dtype=bool)
+        d = _ClassData(
+            scores=d.scores, gt_ignored=d.gt_ignored, pair_det=d.pair_det[kept], pair_gt=d.pair_gt[kept],
+            pair_iou=d.pair_iou[kept], best_gt=d.best_gt, best_iou=d.best_iou,
+        )
+        tp, fp, ignored = _confidence_free_counts(d, iou, conv)
+        return tp, fp - int((~keep).sum()), ignored
     ok = conv.passes(d.pair_iou, iou)
     countable = ok & ~d.gt_ignored[d.pair_gt] if d.pair_gt.size else ok
     matched_det, _ = one_to_one_matches(
@@ -465,6 +490,70 @@ def _confidence_free_counts(
     on_ignored[d.pair_det[hit]] = True
     ignored = int((unmatched & on_ignored).sum())
     return tp, d.n_dets - tp - ignored, ignored
+
+
+def prf_at_thresholds(
+    truth: Dataset,
+    predictions: Dataset,
+    conv: Convention,
+    classes: list[str],
+    iou: float,
+    thresholds: np.ndarray,
+) -> np.ndarray:
+    """(T, 3): mean precision, recall and F1 over classes with ground truth, keeping scores >= each threshold."""
+    data, _, _ = _collect(truth, predictions, classes, conv)
+    counted = [d for d in data.values() if d.n_counted_gt > 0]
+    out = np.full((len(thresholds), 3), math.nan)
+    for row, threshold in enumerate(np.asarray(thresholds, dtype=np.float64)):
+        values = []
+        for d in counted:
+            keep = None if threshold == -np.inf else d.scores >= threshold  # NaN never passes a real one
+            tp, fp, _ = _confidence_free_counts(d, iou, conv, keep)
+            fn = d.n_counted_gt - tp
+            values.append((tp / (tp + fp) if tp + fp else 0.0, tp / d.n_counted_gt, 2 * tp / (2 * tp + fp + fn)))
+        if values:
+            out[row] = np.mean(values, axis=0)
+    return out
+
+
+def choose_threshold(
+    truth: Dataset,
+    predictions: Dataset,
+    conv: Convention,
+    classes: list[str],
+    iou: float,
+    validation_fraction: float,
+) -> ThresholdChoice:
+    """The score threshold of the best mean F1 on validation images, measured on the others.
+
+    Ties go to the lower threshold (fewer objects hidden). See :mod:`.threshold`.
+    """
+    validation, test = split_images(set(truth) | set(predictions), validation_fraction)
+
+    def part(dataset: Dataset, ids: list[str]) -> dict:
+        return {i: dataset[i] for i in ids if i in dataset}
+
+    val_truth, val_pred = part(truth, validation), part(predictions, validation)
+    listed = set(classes)
+    scores = np.array([o.score for objs in val_pred.values() for o in objs if o.cls in listed], dtype=np.float64)
+    candidates = candidate_thresholds(scores)
+    notes = []
+    if len(validation) < 2 and validation == test:
+        notes.append("There is one image only, so the threshold was chosen on the image it is measured on: "
+                     "its F1 is optimistic. Evaluate several images to choose it on some and measure it on others.")
+    if not len(candidates):
+        return ThresholdChoice(math.nan, validation_fraction, validation, test, math.nan, math.nan, math.nan,
+                               math.nan, math.nan, [*notes, "The validation images hold no detections."])
+    val_f1 = prf_at_thresholds(val_truth, val_pred, conv, classes, iou, candidates)[:, 2]
+    best = int(np.nanargmax(val_f1)) if np.isfinite(val_f1).any() else 0
+    threshold = float(candidates[best])
+    test_truth, test_pred = part(truth, test), part(predictions, test)
+    at, free = prf_at_thresholds(test_truth, test_pred, conv, classes, iou, np.array([threshold, -np.inf]))
+    return ThresholdChoice(
+        threshold=threshold, validation_fraction=validation_fraction, validation_images=validation,
+        test_images=test, validation_f1=float(val_f1[best]), precision=float(at[0]), recall=float(at[1]),
+        f1=float(at[2]), confidence_free_f1=float(free[2]), notes=notes,
+    )
 
 
 def _mean(values: list[float]) -> float:

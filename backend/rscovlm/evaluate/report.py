@@ -53,6 +53,23 @@ def describe(result: EvaluationResult) -> str:
     )
 
 
+def scores_line(result: EvaluationResult) -> str | None:
+    """What the scores are worth, in one sentence: AP with them against mAP_nc, and the validated F1."""
+    if not result.scored:
+        return None
+    text = (f"scores: mAP50 {_pct(result.map['AP50'])} ranked by the scores against "
+            f"{_pm(result.map_nc_mean['AP50'], result.map_nc_std['AP50'])} with random scores (mAP_nc)")
+    choice = result.threshold
+    if choice is not None and not math.isnan(choice.threshold):
+        where = (f"chosen and measured on the same {len(choice.test_images)} image(s)" if choice.same_images else
+                 f"chosen on {len(choice.validation_images)} validation image(s), measured on the other "
+                 f"{len(choice.test_images)}")
+        text += (f"; F1@{result.iou:g} at score >= {choice.threshold:.3f} ({where}): {_pct(choice.f1)} "
+                 f"(P {_pct(choice.precision)}, R {_pct(choice.recall)}), against {_pct(choice.confidence_free_f1)} "
+                 "keeping every detection on those images")
+    return text + "."
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
@@ -101,8 +118,12 @@ def format_table(result: EvaluationResult) -> str:
 
     rule = "-" * len(line(header))
     body = [line(r) for r in rows[:-1]]
+    extra = [text for text in (scores_line(result),) if text]
+    if result.threshold is not None:
+        extra += [f"note: {n}" for n in result.threshold.notes]
     return "\n".join(
-        [f"[{result.convention}] {describe(result)}", "values in %", line(header), rule, *body, rule, line(rows[-1])]
+        [f"[{result.convention}] {describe(result)}", "values in %", line(header), rule, *body, rule, line(rows[-1]),
+         *extra]
     )
 
 
@@ -191,6 +212,9 @@ def _markdown(results, inputs: dict[str, str], notes: Sequence[str], plots: dict
         parts += ["", "## Notes", "", *(f"- {n}" for n in notes)]
     for r in results:
         parts += ["", f"## {r.convention}", "", describe(r), "", "Values in %.", "", markdown_table(r), ""]
+        if scores_line(r):
+            parts += [scores_line(r)[0].upper() + scores_line(r)[1:], ""]
+            parts += [f"Note: {n}" for n in (r.threshold.notes if r.threshold else [])]
         parts += [f"![{name}]({name})" for name in plots.get(r.convention, [])]
     return "\n".join(parts) + "\n"
 

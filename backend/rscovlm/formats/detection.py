@@ -31,15 +31,21 @@ detection (a generation loop) -> dropped.
 Labels: normalised (lower case, hyphens as spaces); if not one of the requested classes,
 fuzzy-matched with difflib at ``FUZZY_CUTOFF`` (0.75 accepts "harbour", "planes",
 "tennis courts", rejects "car" or "tank"), else dropped.
+
+Where each kept detection was written: ``lines`` gives the index into
+``text.splitlines()`` of its line (for JSON, the line where its object opens) and
+``spans`` the character ranges of its coordinates and of its label in ``text``, so a
+confidence score can be made from the very tokens that wrote them (:mod:`rscovlm.scores`).
 """
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
@@ -73,6 +79,9 @@ class ParsedDetections:
     dropped: dict[str, int]  # reason -> count (only reasons that occurred)
     said_none: bool  # the model answered "There are none."
     clipped: int = 0  # kept detections whose vertices were clamped into the input
+    lines: list[int] = field(default_factory=list)  # per kept detection: index into text.splitlines()
+    #: per kept detection: (coordinates start, end, label start, end) character offsets in the text
+    spans: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 _NUMBER = r"[-+]?\d+(?:\.\d*)?"
@@ -100,6 +109,8 @@ class _Candidate:
     numbers: list[float]
     kind: str  # quad | hbb | obb
     label: str
+    line: int = 0  # index into text.splitlines()
+    span: tuple[int, int, int, int] = (0, 0, 0, 0)  # coordinates and label, character offsets in the text
 
 
 class _Tally:
@@ -134,11 +145,13 @@ def _plain_candidates(text: str, form: str, tally: _Tally, matcher: _LabelMatche
     needed = 4 if form == "hbb" else 8
     kind = "hbb" if form == "hbb" else "quad"
     lines = text.splitlines()
+    starts = _line_starts(text)
     ends_cleanly = text.endswith(("\n", "\r"))
     candidates: list[_Candidate] = []
     saw_none = False
     for index, raw in enumerate(lines):
         line = raw.strip()
+        offset = starts[index] + len(raw) - len(raw.lstrip())  # where the stripped line begins in the text
         if not line or line.startswith("```"):
             continue
         if _NONE_RE.fullmatch(line):
@@ -154,13 +167,25 @@ def _plain_candidates(text: str, form: str, tally: _Tally, matcher: _LabelMatche
         if unfinished and (len(numbers) < needed or label not in matcher.names):
             tally.add(TRUNCATED)  # cut off by the token limit
             continue
-        candidates.append(_Candidate(numbers, kind, label))
+        span = (offset + match.start("nums"), offset + match.end("nums"),
+                offset + match.start("label"), offset + match.end("label"))
+        candidates.append(_Candidate(numbers, kind, label, index, span))
     return candidates, saw_none
+
+
+def _line_starts(text: str) -> list[int]:
+    """Character offset of each line of ``text.splitlines()`` (the same line breaks)."""
+    starts, position = [], 0
+    for line in text.splitlines(keepends=True):
+        starts.append(position)
+        position += len(line)
+    return starts
 
 
 def _json_candidates(text: str, tally: _Tally) -> list[_Candidate]:
     candidates: list[_Candidate] = []
     covered_until = 0
+    starts = _line_starts(text)
     for obj in _OBJECT_RE.finditer(text):
         tally.add(MALFORMED, text.count("{", covered_until, obj.start()))  # stray openings
         covered_until = obj.end()
@@ -174,9 +199,14 @@ def _json_candidates(text: str, tally: _Tally) -> list[_Candidate]:
         numbers = [float(v) for v in _NUMBER_RE.findall(key["vals"])]
         label_match = _LABEL_RE.search(body)
         label = ""
+        label_span = (obj.end(), obj.end())
         if label_match is not None:
-            label = _clean_label(label_match["d"] if label_match["d"] is not None else label_match["s"] or "")
-        candidates.append(_Candidate(numbers, kind, label))
+            group = "d" if label_match["d"] is not None else "s"
+            label = _clean_label(label_match[group] or "")
+            label_span = (obj.start() + label_match.start(group), obj.start() + label_match.end(group))
+        line = bisect.bisect_right(starts, obj.start()) - 1
+        span = (obj.start() + key.start("vals"), obj.start() + key.end("vals"), *label_span)
+        candidates.append(_Candidate(numbers, kind, label, max(line, 0), span))
     # an object opened after the last complete one was cut off by the token limit
     tally.add(TRUNCATED, text.count("{", covered_until))
     return candidates
@@ -226,6 +256,7 @@ def parse_detections(
 
     quads: list[list[float]] = []
     labels: list[str] = []
+    origins: list[_Candidate] = []
     for cand in candidates:
         if len(cand.numbers) < _NEEDED[cand.kind]:
             tally.add(TOO_FEW)
@@ -242,6 +273,7 @@ def parse_detections(
             continue
         quads.append(_to_quad(cand.numbers, cand.kind))
         labels.append(label)
+        origins.append(cand)
     if not quads:
         return _empty(tally, saw_none)
 
@@ -292,4 +324,6 @@ def parse_detections(
         dropped=tally.counts,
         said_none=saw_none and len(index) == 0,
         clipped=int(clipped[index].sum()),
+        lines=[origins[k].line for k in index],
+        spans=[origins[k].span for k in index],
     )

@@ -11,6 +11,10 @@ whose answer hit the token budget is never taken as complete: it is split into f
 overlapping sub-tiles that are asked again (down to ``split_min_tile``), and the split is
 counted. A tile the engine keeps failing on is recorded and reported; the run goes on.
 
+Each object gets a confidence score from the log-probabilities of the tokens that wrote
+it (:mod:`rscovlm.scores`, ``DetectOptions.score``) when the engine gave them; NaN when it
+did not. Scores come from the recorded tokens, so a replay gives the live run's scores.
+
 Every answer is written to the responses file as it arrives, so post-processing can be
 re-run without a model (``detect_from_responses``) and an interrupted run can be resumed
 (``resume=True``): recorded tiles are not asked again. Answers are merged in a canonical
@@ -37,6 +41,7 @@ from ..geometry import touches_inner_edge
 from ..merge import MergeConfig, merge_detections
 from ..model_input import MAX_PIXELS, MIN_PIXELS, input_to_image, model_input_size
 from ..responses import ResponseRecord, ResponsesWriter, read_responses, read_responses_header
+from ..scores import DEFINITIONS, object_scores
 from ..tiling import Window, tile_windows
 from .streaming import AnswerStream
 
@@ -65,8 +70,11 @@ class DetectOptions:
     bounds: tuple[float, float, float, float] | None = None
     bounds_crs: str | None = None
     merge: MergeConfig = field(default_factory=MergeConfig)
+    score: str = defaults.SCORE_DEFINITION  # how an object's score is made from its tokens (rscovlm.scores)
 
     def __post_init__(self) -> None:
+        if self.score not in DEFINITIONS:
+            raise UserError(f"Unknown score definition {self.score!r}: use one of {', '.join(DEFINITIONS)}.")
         classes = tuple(dict.fromkeys(normalize_class_name(c) for c in self.classes if c.strip()))
         if not classes:
             raise UserError("No class names were given: name at least one class to detect, e.g. 'plane'.")
@@ -128,6 +136,12 @@ class DetectionResult:
     tiles_failed: list[dict] = field(default_factory=list)  # {"tile", "error"}: the engine gave up on them
     requests: int = 0  # conversations sent to the engine in this run
     resumed: int = 0  # answers taken from the responses file instead of the engine
+    scores: np.ndarray | None = None  # (K,) kept objects' scores, NaN where none; the gdf's "score"
+
+    @property
+    def scored(self) -> bool:
+        """Every object has a score (False also when there are no objects)."""
+        return self.scores is not None and len(self.scores) > 0 and not np.isnan(self.scores).any()
 
     def to_geojson(self) -> dict:
         from ..outputs import to_geojson_dict
@@ -183,9 +197,26 @@ def tile_name(window: Window, tile_size: int, image_wh: tuple[int, int]) -> str:
     return name
 
 
-def _record_order(record: ResponseRecord) -> tuple[int, int, int, int]:
+@dataclass
+class Merged:
+    """The objects kept after merging, in image pixels, and what the tiles said."""
+
+    quads: np.ndarray
+    labels: list[str]
+    tile_names: list[str]
+    support: np.ndarray
+    scores: np.ndarray  # NaN where an object has no score
+    kept: int = 0  # lines kept by the parser over all tiles
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def _window_order(window: Window) -> tuple[int, int, int, int]:
     """The canonical order answers are merged in: row-major, larger tiles first."""
-    return (record.row_off, record.col_off, -record.height, -record.width)
+    return (window.row_off, window.col_off, -window.height, -window.width)
+
+
+def _record_order(record: ResponseRecord) -> tuple[int, int, int, int]:
+    return _window_order(record.window)
 
 
 class _Collector:
@@ -199,6 +230,8 @@ class _Collector:
         self.tile_ids: list[np.ndarray] = []
         self.inner_edge: list[np.ndarray] = []
         self.tile_names: list[str] = []
+        self.scores: list[np.ndarray] = []
+        self.unscored_tiles = 0  # tiles with log-probabilities that do not spell their answer
         self.kept = 0
         self.dropped: Counter[str] = Counter()
         self.tile_reports: list[dict] = []
@@ -222,33 +255,44 @@ class _Collector:
             log.debug("tile %s: kept %d lines, dropped %s", self.tile_names[-1], parsed.kept, dict(parsed.dropped))
         if not len(parsed.labels):
             return
+        scores = object_scores(record.response, record.logprobs, parsed, self.options.score)
+        if record.logprobs is not None and np.isnan(scores).all():
+            self.unscored_tiles += 1
         quads = input_to_image(parsed.quads, input_wh, window)
+        self.scores.append(scores)
         self.quads.append(quads)
         self.labels.extend(parsed.labels)
         self.tile_ids.append(np.full(len(quads), tile_index, dtype=np.int64))
         self.inner_edge.append(touches_inner_edge(quads, window, self.image_wh))
 
-    def merged(self) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
-        """Return (quads, labels, tile names, support) of the objects kept after merging."""
+    def merged(self) -> Merged:
+        """The objects kept after merging."""
         if not self.quads:
-            return np.zeros((0, 8)), [], [], np.zeros(0, dtype=np.int64)
+            return Merged(np.zeros((0, 8)), [], [], np.zeros(0, dtype=np.int64), np.zeros(0), self.kept,
+                          dict(self.dropped))
         quads = np.concatenate(self.quads)
         tile_ids = np.concatenate(self.tile_ids)
         labels = np.asarray(self.labels, dtype=object)
-        result = merge_detections(quads, labels, tile_ids, np.concatenate(self.inner_edge), self.options.merge)
+        result = merge_detections(quads, labels, tile_ids, np.concatenate(self.inner_edge), self.options.merge,
+                                  scores=np.concatenate(self.scores))
         keep = np.asarray(result.keep, dtype=np.int64)
         names = [self.tile_names[t] for t in tile_ids[keep]]
-        return quads[keep], list(labels[keep]), names, np.asarray(result.support, dtype=np.int64)
+        scores = result.scores if result.scores is not None else np.full(len(keep), np.nan)
+        return Merged(quads[keep], list(labels[keep]), names, np.asarray(result.support, dtype=np.int64),
+                      scores, self.kept, dict(self.dropped))
+
+    def warnings(self) -> list[str]:
+        if not self.unscored_tiles:
+            return []
+        return [f"The token log-probabilities of {self.unscored_tiles} tiles do not spell their answers "
+                "(the engine's tokens decode differently one by one), so their objects have no score."]
 
 
-def merge_records(
-    records: list[ResponseRecord], image_wh: tuple[int, int], options: DetectOptions
-) -> tuple[np.ndarray, list[str], int, dict[str, int]]:
-    """Recorded answers to merged image-pixel quads, without a raster: (quads, labels, kept, dropped)."""
+def merge_records(records: list[ResponseRecord], image_wh: tuple[int, int], options: DetectOptions) -> Merged:
+    """Recorded answers to merged image-pixel quads (with their scores), without a raster."""
     collector = _Collector(image_wh, options)
     collector.add_all(records)
-    quads, labels, _names, _support = collector.merged()
-    return quads, labels, collector.kept, dict(collector.dropped)
+    return collector.merged()
 
 
 def plan_windows(source, options: DetectOptions) -> list[Window]:
@@ -302,8 +346,10 @@ def _finish(
     from ..outputs import build_detections_gdf
 
     started = time.perf_counter()
-    quads, labels, tile_names, support = collector.merged()
+    merged = collector.merged()
+    quads, labels = merged.quads, merged.labels
     timings["merge_s"] = time.perf_counter() - started
+    warnings.extend(collector.warnings())
     if not source.georeferenced:
         warnings.append(
             "The raster has no georeference: polygons are in pixel coordinates (x right, y down) "
@@ -317,7 +363,7 @@ def _finish(
     crs = source.crs if source.georeferenced else None
     polygons = quads_to_polygons(pixel_to_map(quads, source.transform))
     areas = polygon_areas_m2(polygons, crs)
-    gdf = build_detections_gdf(polygons, labels, support, tile_names, areas, crs)
+    gdf = build_detections_gdf(polygons, labels, merged.support, merged.tile_names, areas, crs, scores=merged.scores)
     return DetectionResult(
         gdf=gdf,
         crs=source.crs,
@@ -330,6 +376,7 @@ def _finish(
         warnings=warnings,
         timings=timings,
         tile_reports=collector.tile_reports,
+        scores=merged.scores,
     )
 
 
@@ -427,8 +474,9 @@ def detect(
         collector.add_all(run.records)
         result = _finish(collector, source, tiles_total=len(windows), tiles_skipped=run.skipped_roots,
                          warnings=warnings, timings=timings)
-    result.tiles_split, result.tiles_incomplete = run.split, run.incomplete
-    result.tiles_failed, result.requests, result.resumed = run.failed, run.requests, run.resumed
+    result.tiles_split, result.tiles_incomplete = run.split, run.incomplete_names()
+    result.tiles_failed = sorted(run.failed, key=lambda failure: _window_order(Window(*failure["window"])))
+    result.requests, result.resumed = run.requests, run.resumed
     timings["total_s"] = time.perf_counter() - started
     return result
 
@@ -442,7 +490,7 @@ class _Run:
         self.roots = set(windows)
         self.records: list[ResponseRecord] = []
         self.failed: list[dict] = []
-        self.incomplete: list[str] = []
+        self.incomplete: list[Window] = []  # still cut at the smallest sub-tile
         self.split = self.requests = self.resumed = self.skipped = self.skipped_roots = 0
         self.total = len(windows)
         self.done = 0
@@ -498,7 +546,7 @@ class _Run:
         name = self._name(record.window)
         subs = split_window(record.window, self.image_wh, self.options) if record.split else []
         if not subs:
-            self.incomplete.append(name)
+            self.incomplete.append(record.window)
             return
         self.split += 1
         self.total += len(subs)
@@ -506,6 +554,10 @@ class _Run:
                  record.width, record.height, len(subs))
         for sub in subs:
             self._submit(sub, writer)
+
+    def incomplete_names(self) -> list[str]:
+        """In canonical order, as the merge: a run reports the same whatever order answers came in."""
+        return [self._name(window) for window in sorted(self.incomplete, key=_window_order)]
 
     def _failed(self, window: Window, error: str) -> None:
         self.failed.append({"tile": self._name(window), "window": list(window.as_tuple()), "error": error})
@@ -531,7 +583,7 @@ class _Run:
                        "and were asked again as four overlapping sub-tiles.")
         if self.incomplete:
             out.append(f"{len(self.incomplete)} answers were still cut by the {self.options.max_new_tokens}-token "
-                       f"budget at the smallest sub-tile ({', '.join(self.incomplete[:5])}"
+                       f"budget at the smallest sub-tile ({', '.join(self.incomplete_names()[:5])}"
                        f"{', ...' if len(self.incomplete) > 5 else ''}): objects there may be missing; raise "
                        "--max-new-tokens.")
         if self.failed:
