@@ -440,6 +440,10 @@
       <translation>在 {path} 中未找到后端令牌：请先用 `rscovlm serve` 启动一次后端以生成令牌，或在插件设置中选择令牌文件。</translation>
     </message>
     <message>
+      <source>This result has no scores: the model's engine gave no token probabilities</source>
+      <translation>此结果没有得分：模型引擎未提供词元概率</translation>
+    </message>
+    <message>
       <source>Classes</source>
       <translation>类别</translation>
     </message>
@@ -500,6 +504,18 @@
       <translation>检测</translation>
     </message>
     <message>
+      <source>Minimum score</source>
+      <translation>最低得分</translation>
+    </message>
+    <message>
+      <source>Hide the objects fewer overlapping tiles agreed on</source>
+      <translation>隐藏一致的重叠切片数较少的目标</translation>
+    </message>
+    <message>
+      <source>Minimum tiles agreeing</source>
+      <translation>最少一致切片数</translation>
+    </message>
+    <message>
       <source>Export…</source>
       <translation>导出…</translation>
     </message>
@@ -510,6 +526,10 @@
     <message>
       <source>Drag a rectangle on the map…</source>
       <translation>请在地图上拖出一个矩形…</translation>
+    </message>
+    <message>
+      <source>Hide the objects the model was less sure of (its score: the probability it gave the tokens that wrote the object)</source>
+      <translation>隐藏模型把握较低的目标（得分：模型赋予写出该目标的词元的概率）</translation>
     </message>
     <message>
       <source>GeoPackage (*.gpkg)</source>
@@ -582,6 +602,10 @@
     <message>
       <source>Tiles agreeing</source>
       <translation>一致的切片数</translation>
+    </message>
+    <message>
+      <source>Score</source>
+      <translation>得分</translation>
     </message>
     <message>
       <source>Tile</source>

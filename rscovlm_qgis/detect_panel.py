@@ -19,6 +19,7 @@ from qgis.core import (
     QgsRasterLayer,
 )
 from qgis.gui import QgsMapLayerComboBox
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -32,6 +33,7 @@ from qgis.PyQt.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -40,7 +42,7 @@ from qgis.PyQt.QtWidgets import (
 from . import areas
 from .client import BackendClient
 from .jobs import JobProgress
-from .layers import DRIVERS, ExportError, add_result, detections_layer, export_layer
+from .layers import DRIVERS, ExportError, add_result, apply_filter, detections_layer, export_layer, has_scores
 from .params import DOTA_CLASSES, ParamsError, params_for_layer, parse_classes
 from .settings import (
     LARGE_RUN_TILES,
@@ -161,6 +163,23 @@ class DetectPanel(QWidget):
         self.run_label = QLabel("", self)
         self.run_label.setWordWrap(True)
         column.addWidget(self.run_label)
+        shown = QFormLayout()
+        score_row = QHBoxLayout()
+        self.min_score = QSlider(Qt.Horizontal, self)
+        self.min_score.setRange(0, 100)  # hundredths of a score
+        self.min_score.setSingleStep(1)
+        self.min_score.setPageStep(5)
+        self.min_score.setToolTip(self._score_tooltip(True))
+        self.min_score_label = QLabel(self)
+        score_row.addWidget(self.min_score, 1)
+        score_row.addWidget(self.min_score_label)
+        shown.addRow(tr("Minimum score"), score_row)
+        self.min_support = QSpinBox(self)
+        self.min_support.setRange(1, 99)
+        self.min_support.setToolTip(tr("Hide the objects fewer overlapping tiles agreed on"))
+        shown.addRow(tr("Minimum tiles agreeing"), self.min_support)
+        column.addLayout(shown)
+        self._show_min_score()
         self.export_button = QPushButton(tr("Export…"), self)
         self.export_button.setToolTip(tr("Write the last result layer to a Shapefile, GeoPackage or GeoJSON file"))
         self.export_button.setEnabled(False)
@@ -174,6 +193,8 @@ class DetectPanel(QWidget):
         self.detect_button.clicked.connect(self.detect)
         self.cancel_button.clicked.connect(self.cancel)
         self.export_button.clicked.connect(self.export)
+        self.min_score.valueChanged.connect(self._on_filter_changed)
+        self.min_support.valueChanged.connect(self._on_filter_changed)
 
         if self._rectangle_tool_class() is None:  # the map tool module is optional
             self._area_item(areas.DRAWN_RECTANGLE).setEnabled(False)
@@ -376,6 +397,7 @@ class DetectPanel(QWidget):
         self.export_button.setEnabled(True)
         self.progress_bar.setValue(100)
         message, complete = format_outcome(layer.featureCount(), params.layer_name, outcome.geojson)
+        self.filter_last_layer()  # after counting: the message counts every object found
         self.run_label.setText(message)
         if complete:
             self.iface.messageBar().pushMessage(TITLE, message, Qgis.Success, 5)
@@ -387,6 +409,32 @@ class DetectPanel(QWidget):
         self.cancel_button.setEnabled(running)
         if running:
             self.progress_bar.setValue(0)
+
+    # -- filter ------------------------------------------------------------------------
+
+    @staticmethod
+    def _score_tooltip(scored: bool) -> str:
+        if scored:
+            return tr("Hide the objects the model was less sure of (its score: the probability it gave the tokens "
+                      "that wrote the object)")
+        return tr("This result has no scores: the model's engine gave no token probabilities")
+
+    def _show_min_score(self) -> None:
+        self.min_score_label.setText(f"≥ {self.min_score.value() / 100:.2f}")
+
+    def _on_filter_changed(self) -> None:
+        self._show_min_score()
+        self.filter_last_layer()
+
+    def filter_last_layer(self) -> None:
+        """Show only the last result's objects at or above the minimum score and tiles agreeing."""
+        if self.last_layer is None:
+            return
+        scored = has_scores(self.last_layer)
+        self.min_score.setEnabled(scored)
+        self.min_score.setToolTip(self._score_tooltip(scored))
+        apply_filter(self.last_layer, self.min_score.value() / 100 if scored else 0.0, self.min_support.value())
+        self.last_layer.triggerRepaint()
 
     # -- export ------------------------------------------------------------------------
 

@@ -36,9 +36,16 @@ from qgis.PyQt.QtGui import QColor
 from .translation import tr
 
 CLASS_FIELD = "class"
+SUPPORT_FIELD = "support"
+SCORE_FIELD = "score"
 GROUP_NAME = "RSCoVLM"
 RESULT_OF = "rscovlm/result_of"  # custom property: id of the raster layer a result came from
-FIELDS = ((CLASS_FIELD, QVariant.String), ("support", QVariant.Int), ("tile", QVariant.Int), ("area_m2", QVariant.Double))
+# The backend's columns; "tile" is the tile's name ("c412_r824": its pixel offset), "score"
+# the model's confidence in [0, 1] (null when the engine gave no token probabilities).
+FIELDS = (
+    (CLASS_FIELD, QVariant.String), (SUPPORT_FIELD, QVariant.Int), ("tile", QVariant.String),
+    ("area_m2", QVariant.Double), (SCORE_FIELD, QVariant.Double),
+)
 
 # One fixed colour per DOTA class so the same class looks the same across runs and layers.
 CLASS_COLOURS = {
@@ -162,7 +169,8 @@ def field_aliases() -> dict[str, str]:
     """Readable column names for the attribute table and forms (the field names stay short)."""
     return {
         CLASS_FIELD: tr("Class"),
-        "support": tr("Tiles agreeing"),
+        SUPPORT_FIELD: tr("Tiles agreeing"),
+        SCORE_FIELD: tr("Score"),
         "tile": tr("Tile"),
         "area_m2": tr("Area (m²)"),
     }
@@ -183,6 +191,34 @@ def style_by_class(layer: QgsVectorLayer) -> None:
         if index >= 0:
             layer.setFieldAlias(index, alias)
     layer.triggerRepaint()
+
+
+# -- filter ------------------------------------------------------------------------------
+
+
+def filter_expression(min_score: float = 0.0, min_support: int = 1) -> str:
+    """The subset string that hides objects below a minimum score and tiles agreeing ("" shows all).
+
+    Objects without a score are hidden once a minimum score is set: nothing vouches for them.
+    """
+    parts = []
+    if min_score > 0:
+        parts.append(f'"{SCORE_FIELD}" >= {round(float(min_score), 4):g}')
+    if min_support > 1:
+        parts.append(f'"{SUPPORT_FIELD}" >= {int(min_support)}')
+    return " AND ".join(parts)
+
+
+def apply_filter(layer: QgsVectorLayer, min_score: float = 0.0, min_support: int = 1) -> bool:
+    """Show only the layer's objects at or above both minimums; False when QGIS refused the filter."""
+    return layer.setSubsetString(filter_expression(min_score, min_support))
+
+
+def has_scores(layer: QgsVectorLayer) -> bool:
+    """Whether any object of the layer has a score (an engine without token probabilities gives none)."""
+    index = layer.fields().indexOf(SCORE_FIELD)
+    return index >= 0 and any(v is not None and v == v for v in layer.uniqueValues(index)
+                              if not (hasattr(v, "isNull") and v.isNull()))
 
 
 def add_to_project(layer: QgsVectorLayer, project: QgsProject | None = None) -> QgsVectorLayer:

@@ -17,6 +17,7 @@ from shapely.geometry import box
 from rscovlm.cli import main as cli
 from rscovlm.engines.scripted import ScriptedEngine
 from rscovlm.errors import UserError
+from rscovlm.outputs import to_geojson_dict
 from rscovlm.pipelines.detect import DetectOptions, detect, detect_from_responses
 from rscovlm.responses import ResponseRecord, ResponsesWriter
 
@@ -226,3 +227,57 @@ def test_bad_inputs_give_sentences_and_exit_2(tmp_path, capsys):
     with pytest.raises(UserError, match="another raster"):
         detect_from_responses(raster, foreign)
     assert not (tmp_path / "x.gpkg").exists()
+
+
+def _with_logprobs(record: ResponseRecord, logprob: float) -> ResponseRecord:
+    """The record as an engine giving every token ``logprob`` would have written it (end token included)."""
+    from dataclasses import replace
+
+    from rscovlm.engines.scripted import token_pieces
+
+    pieces = [*token_pieces(record.response), "<|im_end|>"]
+    return replace(record, logprobs=tuple((p, logprob) for p in pieces))
+
+
+def test_scores_choose_the_sighting_kept_and_reach_every_output(tmp_path, capsys):
+    raster = write_raster(tmp_path / "plain.tif", 900, 512)
+    s = 504 / 512
+    loose = [(415, 95), (485, 95), (485, 145), (415, 145)]  # tile 0's sighting: larger, less sure
+    tight = [(420, 100), (480, 100), (480, 140), (420, 140)]  # tile 1's: smaller, surer
+    records = [
+        ResponseRecord(0, 0, 512, 512, 504, 504, quad_text([(round(x * s), round(y * s)) for x, y in loose], "ship")),
+        ResponseRecord(388, 0, 512, 512, 504, 504,
+                       quad_text([(round((x - 388) * s), round(y * s)) for x, y in tight], "ship")),
+    ]
+    plain = detect_from_responses(raster, write_responses(tmp_path / "plain.jsonl", records))
+    scored_path = write_responses(tmp_path / "scored.jsonl",
+                                  [_with_logprobs(records[0], -0.5), _with_logprobs(records[1], -0.05)])
+    scored = detect_from_responses(raster, scored_path)
+    assert len(plain.gdf) == len(scored.gdf) == 1 and scored.gdf["support"][0] == plain.gdf["support"][0] == 2
+    assert plain.gdf.geometry[0].area > scored.gdf.geometry[0].area  # score-free: the larger; scored: the surer
+    assert plain.gdf["score"].isna().all() and not plain.scored
+    assert scored.gdf["score"][0] == pytest.approx(np.exp(-0.05)) and scored.scored
+
+    out, task1 = tmp_path / "scored.gpkg", tmp_path / "task1"
+    task1.mkdir()
+    assert cli(["detect", str(raster), "-o", str(out), "--from-responses", str(scored_path),
+                "--task1-out", str(task1), "--classes", "ship,plane"]) == 0
+    assert gpd.read_file(out)["score"].tolist() == pytest.approx([np.exp(-0.05)])
+    [line] = (task1 / "Task1_ship.txt").read_text().splitlines()
+    assert line.split()[:2] == ["plain", f"{np.exp(-0.05):.6f}"] and len(line.split()) == 10
+    assert (task1 / "Task1_plane.txt").read_text() == ""
+    capsys.readouterr()
+    assert cli(["detect", str(raster), "-o", str(tmp_path / "plain.gpkg"), "--from-responses",
+                str(tmp_path / "plain.jsonl"), "--task1-out", str(task1), "--classes", "ship,plane"]) == 0
+    assert "score 1.0" in capsys.readouterr().err
+    assert (task1 / "Task1_ship.txt").read_text().split()[1] == "1.000000"
+    assert gpd.read_file(tmp_path / "plain.gpkg")["score"].isna().all()
+
+
+def test_engine_without_log_probabilities_gives_null_scores(tmp_path):
+    raster = write_raster(tmp_path / "plain.tif", 600, 600)
+    engine = ScriptedEngine("10,10,60,10,60,40,10,40 small vehicle\n", batch_size=4)
+    result = detect(raster, engine, DetectOptions(classes=("small vehicle",)))
+    assert len(result.gdf) == 4 and result.gdf["score"].isna().all()  # one box in each of the 4 tiles
+    assert not result.scored and not any("score" in w for w in result.warnings)
+    assert to_geojson_dict(result.gdf)["features"][0]["properties"]["score"] is None

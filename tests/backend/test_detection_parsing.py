@@ -177,3 +177,20 @@ def test_formatted_answers_round_trip(objects, form):
     got = sorted((lab, *q) for lab, q in zip(p.labels, p.quads.tolist()))
     want = sorted((lab, *q) for lab, q in zip(labels, rounded.tolist()))
     assert got == want
+
+
+def test_each_kept_detection_says_which_line_and_characters_wrote_it():
+    text = f"There are none.\n  {SQUARE} ship\n1,2,3 plane\n{SQUARE.replace('10', '60')} Plane.\n{SQUARE} ship"
+    p = parse_detections(text, ["ship", "plane"])
+    assert p.labels == ["ship", "plane"] and p.dropped == {"too_few_coordinates": 1, "duplicate": 1}
+    assert p.lines == [1, 3]  # indexes into text.splitlines(); the repeat on line 4 was dropped
+    assert [(text[a:b], text[c:d]) for a, b, c, d in p.spans] == [(SQUARE, "ship"), (SQUARE.replace("10", "60"), "Plane.")]
+
+
+def test_json_objects_say_the_line_they_open_on():
+    text = ('```json\n[\n {"quadrant bbox": [10,10,50,10,50,50,10,50], "label": "ship"},\n'
+            ' {"label": "plane",\n  "quadrant bbox": [60,60,90,60,90,90,60,90]}\n]\n```')
+    p = parse_detections(text, ["ship", "plane"])
+    assert p.labels == ["ship", "plane"] and p.lines == [2, 3]
+    assert [(text[a:b], text[c:d]) for a, b, c, d in p.spans] == [
+        ("10,10,50,10,50,50,10,50", "ship"), ("60,60,90,60,90,90,60,90", "plane")]

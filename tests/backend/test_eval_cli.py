@@ -77,3 +77,28 @@ def test_cli_reports_bad_input_as_a_sentence(tmp_path, capsys):
     assert "rscovlm evaluate: error:" in err and "does not exist" in err and "Traceback" not in err
     assert main(["evaluate", "--pred", str(truth), "--truth", str(truth), "--seeds", "0"]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_with_scores_reports_ap_beside_map_nc_and_a_validated_f1(tmp_path, capsys):
+    truth, pred, out = tmp_path / "truth", tmp_path / "pred", tmp_path / "report"
+    labels, task1 = {}, []
+    for k in range(6):
+        labels[f"P{k}"] = "".join(f"{30 * j} 0 {30 * j + 20} 0 {30 * j + 20} 20 {30 * j} 20 plane 0\n" for j in range(3))
+        task1 += [f"P{k} 0.{9 - j} {30 * j} 0 {30 * j + 20} 0 {30 * j + 20} 20 {30 * j} 20" for j in range(2)]
+        task1.append(f"P{k} 0.1 300 0 320 0 320 20 300 20")  # a sure miss, scored low
+    _write_dota(truth, labels)
+    pred.mkdir()
+    (pred / "Task1_plane.txt").write_text("\n".join(task1) + "\n")
+
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--convention", "dota_devkit",
+                 "--validation-fraction", "0.5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ranked by the scores against" in printed and "with random scores (mAP_nc)" in printed
+    assert "chosen on 3 validation image(s), measured on the other 3" in printed
+    [result] = json.loads((out / "results.json").read_text())["results"]
+    assert result["scored"] and result["map"]["AP50"] > result["map_nc_mean"]["AP50"]
+    choice = result["threshold"]
+    assert 0.1 < choice["threshold"] <= 0.8 and choice["f1"] == 0.8 and abs(choice["confidence_free_f1"] - 4 / 6) < 1e-9
+    assert "ranked by the scores" in (out / "report.md").read_text()
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--validation-fraction", "1"]) == 2
+    assert "--validation-fraction must lie between 0 and 1" in capsys.readouterr().err

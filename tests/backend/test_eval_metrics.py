@@ -243,3 +243,33 @@ def test_bad_arguments_raise_value_errors():
         evaluate(truth, {}, seeds=0)
     with pytest.raises(ValueError, match="no classes"):
         evaluate({}, {})
+
+
+def test_real_scores_give_ap_beside_map_nc_and_a_validated_threshold():
+    """Scores that put the right detections first lift AP above mAP_nc; the threshold is chosen on other images."""
+    from rscovlm.evaluate.threshold import split_images
+
+    truth, predictions = {}, {}
+    for k in range(8):
+        truth[f"img{k}"] = [obj(box(30 * j, 0, 30 * j + 20, 20)) for j in range(4)]
+        right = [obj(box(30 * j, 0, 30 * j + 20, 20), score=0.9 - 0.01 * j) for j in range(3)]
+        wrong = [obj(box(300 + 30 * j, 0, 320 + 30 * j, 20), score=0.2 + 0.01 * j) for j in range(3)]
+        predictions[f"img{k}"] = right + wrong
+    result = evaluate(truth, predictions, "dota_devkit", seeds=5)
+    assert result.scored and result.map["AP50"] > result.map_nc_mean["AP50"] + 0.2
+    choice = result.threshold
+    assert set(choice.validation_images).isdisjoint(choice.test_images)
+    assert sorted(choice.validation_images + choice.test_images) == sorted(truth)
+    assert 0.2 + 0.02 < choice.threshold <= 0.88  # between the wrong ones and the right ones
+    assert choice.f1 == pytest.approx(2 * 3 / (2 * 3 + 1))  # three of four found, no false positive
+    assert choice.confidence_free_f1 == pytest.approx(result.mean_f1) and result.mean_f1 < choice.f1
+    assert result.to_dict()["threshold"]["test_images"] == choice.test_images
+
+    unscored = {i: [obj(o.quad) for o in objs] for i, objs in predictions.items()}
+    plain = evaluate(truth, unscored, "dota_devkit", seeds=5)
+    assert not plain.scored and plain.threshold is None
+    assert plain.map_nc_mean == result.map_nc_mean  # same predictions, same random orders
+    # the split does not depend on the order the images come in, and keeps both sides non-empty
+    assert split_images(reversed(list(truth)), 0.5) == split_images(truth, 0.5)
+    assert split_images(["only"], 0.5) == (["only"], ["only"])
+    assert [len(part) for part in split_images(["a", "b"], 0.9)] == [1, 1]

@@ -132,3 +132,64 @@ def test_tiles_then_merge_recover_each_object_once():
     r = merge(quads, ["ship"] * len(quads), tiles, edges)
     assert len(r.keep) == len(objects)
     assert r.support.max() >= 2
+
+
+def scored_merge(quads, labels, tiles, edges, scores, **kw):
+    return merge_detections(np.asarray(quads, float), np.asarray(labels), np.asarray(tiles), np.asarray(edges),
+                            MergeConfig(**kw), scores=None if scores is None else np.asarray(scores, float))
+
+
+def test_of_two_overlapping_sightings_the_better_scored_one_is_kept():
+    larger, smaller = rect(430, 100, 472, 132), rect(431, 101, 470, 131)  # score-free: the larger one wins
+    both = [larger, smaller]
+    assert scored_merge(both, ["ship"] * 2, [0, 1], [False] * 2, None).keep.tolist() == [0]
+    for order in ([0, 1], [1, 0]):  # whatever order they come in
+        quads = [both[k] for k in order]
+        scores = [[0.4, 0.9][k] for k in order]
+        r = scored_merge(quads, ["ship"] * 2, [0, 1], [False] * 2, scores, score_rule="own")
+        assert [order[k] for k in r.keep] == [1] and r.scores.tolist() == [0.9] and r.support.tolist() == [2]
+    # equal scores fall back to the score-free order; so does a merge told not to order by score
+    assert scored_merge(both, ["ship"] * 2, [0, 1], [False] * 2, [0.5, 0.5]).keep.tolist() == [0]
+    r = scored_merge(both, ["ship"] * 2, [0, 1], [False] * 2, [0.4, 0.9], order_by_score=False, score_rule="max")
+    assert r.keep.tolist() == [0] and r.scores.tolist() == [0.9]
+
+
+def test_a_piece_at_a_tile_edge_loses_to_the_whole_object_however_sure():
+    whole, piece = rect(450, 100, 650, 130), rect(450, 100, 511, 130)
+    r = scored_merge([piece, whole], ["bridge"] * 2, [0, 1], [True, False], [0.99, 0.2], score_rule="own")
+    assert r.keep.tolist() == [1] and r.scores.tolist() == [0.2]
+
+
+def test_without_scores_the_merge_is_the_score_free_one_exactly():
+    rng = np.random.default_rng(2)
+    quads, tiles = [], []
+    for k, (x, y) in enumerate(rng.uniform(0, 1500, (150, 2))):
+        for t in range(rng.integers(1, 4)):
+            j = rng.normal(0, 2, 4)
+            quads.append(rect(x + j[0], y + j[1], x + 25 + j[2], y + 12 + j[3]))
+            tiles.append(k % 5 + t)
+    labels, edges = ["ship"] * len(quads), rng.random(len(quads)) < 0.2
+    plain = scored_merge(quads, labels, tiles, edges, None)
+    unscored = scored_merge(quads, labels, tiles, edges, np.full(len(quads), np.nan))
+    assert plain.scores is None and unscored.scores is None
+    for a, b in ((plain.keep, unscored.keep), (plain.support, unscored.support),
+                 (plain.suppressed_by, unscored.suppressed_by)):
+        assert np.array_equal(a, b)
+    scored = scored_merge(quads, labels, tiles, edges, rng.random(len(quads)))
+    assert len(scored.keep) == len(plain.keep) and not np.array_equal(scored.keep, plain.keep)
+
+
+def test_group_rules_combine_the_sightings_scores():
+    from rscovlm.merge import group_scores
+
+    scores = np.array([0.5, 0.8, np.nan, 0.6, 0.3, 0.9])
+    absorbed_by = np.array([-1, 0, 0, -1, -1, 0])  # 0 absorbed 1, 2 and 5; 3 and 4 stand alone
+    tiles = np.array([0, 1, 1, 2, 2, 1])
+    keep = np.array([0, 3, 4])
+    assert group_scores(scores, keep, absorbed_by, tiles, "own").tolist() == [0.5, 0.6, 0.3]
+    assert group_scores(scores, keep, absorbed_by, tiles, "max").tolist() == [0.9, 0.6, 0.3]
+    assert group_scores(scores, keep, absorbed_by, tiles, "mean") == pytest.approx([2.2 / 3, 0.6, 0.3])
+    # noisy-or over distinct tiles, each tile's best sighting: 1 - (1 - 0.5)(1 - 0.9)
+    assert group_scores(scores, keep, absorbed_by, tiles, "noisy_or") == pytest.approx([0.95, 0.6, 0.3])
+    with pytest.raises(UserError, match="score rule"):
+        MergeConfig(score_rule="best")

@@ -21,7 +21,8 @@ def detections(n=3, crs=UTM):
     polygons = [shapely.box(500_000 + 10 * i, 4_650_000, 500_004 + 10 * i, 4_650_002) for i in range(n)]
     labels = ["plane", "small vehicle", "ship", "storage tank"][:n]
     tiles = ["c0_r0", "c412_r0", "c824_r412"][:n]
-    return build_detections_gdf(polygons, labels, [1, 2, 3][:n], tiles, [8.0, 8.0, np.nan][:n], crs)
+    return build_detections_gdf(polygons, labels, [1, 2, 3][:n], tiles, [8.0, 8.0, np.nan][:n], crs,
+                                scores=[0.91, np.nan, 0.25][:n])
 
 
 @pytest.mark.parametrize("name", ["out.gpkg", "out.shp", "out.geojson", "out.json"])
@@ -33,6 +34,8 @@ def test_each_format_reads_back_with_crs_and_fields(tmp_path, name):
     assert list(back["support"]) == [1, 2, 3]
     assert list(back["tile"]) == ["c0_r0", "c412_r0", "c824_r412"]
     assert back["area_m2"].iloc[0] == pytest.approx(8.0)
+    assert back["score"].iloc[0] == pytest.approx(0.91) and back["score"].iloc[2] == pytest.approx(0.25)
+    assert np.isnan(back["score"].iloc[1])  # an object without a score reads back as null
     assert back.geometry.iloc[1].equals(shapely.box(500_010, 4_650_000, 500_014, 4_650_002))
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
@@ -105,6 +108,7 @@ def test_geojson_dict_names_the_crs():
     assert CRS.from_wkt(data["crs_wkt"]).to_epsg() == 32633
     assert [f["properties"]["class"] for f in data["features"]] == ["plane", "small vehicle", "ship"]
     assert data["features"][2]["properties"]["area_m2"] is None  # NaN is not JSON
+    assert [f["properties"]["score"] for f in data["features"]] == [0.91, None, 0.25]
     json.dumps(data, allow_nan=False)  # strictly valid JSON
     assert shapely.geometry.shape(data["features"][0]["geometry"]).equals(detections().geometry.iloc[0])
 
@@ -122,3 +126,21 @@ def test_dota_text(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["P0001.txt"]
     with pytest.raises(UserError):
         write_dota(tmp_path / "missing" / "x.txt", quads, ["plane", "ship"])
+
+
+def test_task1_files_carry_the_scores_one_file_per_class(tmp_path):
+    from rscovlm.outputs import write_task1
+
+    quads = np.array([[10, 20, 30.5, 20, 30.5, 40, 10, 40], [1.25, 2, 3, 4, 5, 6, 7, 8]], dtype=float)
+    written, note = write_task1(tmp_path, "P0001", quads, ["small vehicle", "plane"], [0.25, 0.875],
+                                ["plane", "ship", "small vehicle"])
+    assert note is None and sorted(p.name for p in written) == [
+        "Task1_plane.txt", "Task1_ship.txt", "Task1_small-vehicle.txt"]
+    assert (tmp_path / "Task1_plane.txt").read_text() == "P0001 0.875000 1.25 2 3 4 5 6 7 8\n"
+    assert (tmp_path / "Task1_small-vehicle.txt").read_text() == "P0001 0.250000 10 20 30.5 20 30.5 40 10 40\n"
+    assert (tmp_path / "Task1_ship.txt").read_text() == ""
+    _, note = write_task1(tmp_path, "P0001", quads, ["small vehicle", "plane"], None, ["plane"])
+    assert "score 1.0" in note and "mAP_nc" in note
+    assert (tmp_path / "Task1_plane.txt").read_text().split()[1] == "1.000000"
+    with pytest.raises(UserError, match="not an existing folder"):
+        write_task1(tmp_path / "missing", "P0001", quads, ["plane", "plane"], None, ["plane"])

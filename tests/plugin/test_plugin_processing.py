@@ -45,7 +45,7 @@ def test_detect_objects_writes_a_gpkg_in_the_rasters_crs(provider, small_scene, 
     })
     back = QgsVectorLayer(result["OUTPUT"], "back", "ogr")
     assert back.isValid() and back.crs() == raster.crs()
-    assert [f.name() for f in back.fields()][-4:] == ["class", "support", "tile", "area_m2"]
+    assert [f.name() for f in back.fields()][-5:] == ["class", "support", "tile", "area_m2", "score"]
 
 
 def test_detect_objects_refuses_a_bad_overlap_with_a_sentence(provider, small_scene, tmp_path):

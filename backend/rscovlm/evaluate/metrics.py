@@ -38,6 +38,7 @@ import numpy as np
 
 from .ap import AP_MODES, average_precision, precision_recall
 from .matching import (
+    FALSE_POSITIVE,
     IGNORED,
     TRUE_POSITIVE,
     best_matches,
@@ -460,36 +461,55 @@ def _class_result(
     )
 
 
-def _confidence_free_counts(
-    d: _ClassData, iou: float, conv: Convention, keep: np.ndarray | None = None
-) -> tuple[int, int, int]:
-    """(TP, FP, ignored) from the one-to-one pairing at one IoU threshold.
+LEFT_OUT = -2  # a detection below the score threshold: not part of the pairing
+
+
+def _pairing_outcomes(d: _ClassData, iou: float, conv: Convention, keep: np.ndarray | None = None) -> np.ndarray:
+    """Per detection: TRUE_POSITIVE, FALSE_POSITIVE or IGNORED under the one-to-one pairing.
 
     Pairs are made with countable ground truth only; a detection left unpaired that
     overlaps an ignored (difficult) object enough is ignored, like in DOTA_devkit.
-    ``keep`` (D,) bool leaves the other detections out (those below a score threshold).
+    ``keep`` (D,) bool leaves the other detections out (LEFT_OUT: below a score threshold).
     """
-    if keep is not None:
-        kept = keep[d.pair_det] if d.pair_det.size else np.zeros(0, dtype=bool)
-        d = _ClassData(
-            scores=d.scores, gt_ignored=d.gt_ignored, pair_det=d.pair_det[kept], pair_gt=d.pair_gt[kept],
-            pair_iou=d.pair_iou[kept], best_gt=d.best_gt, best_iou=d.best_iou,
-        )
-        tp, fp, ignored = _confidence_free_counts(d, iou, conv)
-        return tp, fp - int((~keep).sum()), ignored
-    ok = conv.passes(d.pair_iou, iou)
-    countable = ok & ~d.gt_ignored[d.pair_gt] if d.pair_gt.size else ok
-    matched_det, _ = one_to_one_matches(
-        d.pair_det[countable], d.pair_gt[countable], d.pair_iou[countable]
-    )
-    tp = len(matched_det)
-    unmatched = np.ones(d.n_dets, dtype=bool)
-    unmatched[matched_det] = False
-    on_ignored = np.zeros(d.n_dets, dtype=bool)
-    hit = ok & d.gt_ignored[d.pair_gt] if d.pair_gt.size else ok
-    on_ignored[d.pair_det[hit]] = True
-    ignored = int((unmatched & on_ignored).sum())
-    return tp, d.n_dets - tp - ignored, ignored
+    keep = np.ones(d.n_dets, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    used = keep[d.pair_det]
+    pair_det, pair_gt, pair_iou = d.pair_det[used], d.pair_gt[used], d.pair_iou[used]
+    ok = conv.passes(pair_iou, iou)
+    on_ignored_gt = d.gt_ignored[pair_gt]
+    countable = ok & ~on_ignored_gt
+    matched_det, _ = one_to_one_matches(pair_det[countable], pair_gt[countable], pair_iou[countable])
+    outcome = np.full(d.n_dets, FALSE_POSITIVE, dtype=np.int8)
+    outcome[pair_det[ok & on_ignored_gt]] = IGNORED
+    outcome[matched_det] = TRUE_POSITIVE
+    outcome[~keep] = LEFT_OUT
+    return outcome
+
+
+def _confidence_free_counts(
+    d: _ClassData, iou: float, conv: Convention, keep: np.ndarray | None = None
+) -> tuple[int, int, int]:
+    """(TP, FP, ignored) from the one-to-one pairing at one IoU threshold (see ``_pairing_outcomes``)."""
+    outcome = _pairing_outcomes(d, iou, conv, keep)
+    return (int((outcome == TRUE_POSITIVE).sum()), int((outcome == FALSE_POSITIVE).sum()),
+            int((outcome == IGNORED).sum()))
+
+
+def detection_outcomes(
+    truth: Dataset,
+    predictions: Dataset,
+    convention: str = "dota_devkit",
+    classes: Sequence[str] | None = None,
+    iou: float = 0.5,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per class: each detection's score and whether the one-to-one pairing found it right.
+
+    The outcome is TRUE_POSITIVE, FALSE_POSITIVE or IGNORED (on a difficult object), as
+    behind the confidence-free P/R/F1: what a reliability diagram and a threshold need.
+    """
+    conv = get_convention(convention)
+    class_list = list(dict.fromkeys(classes)) if classes else dataset_classes(truth)
+    data, _, _ = _collect(truth, predictions, class_list, conv)
+    return {name: (d.scores.copy(), _pairing_outcomes(d, iou, conv)) for name, d in data.items()}
 
 
 def prf_at_thresholds(
