@@ -146,11 +146,11 @@ class FlakyEngine(ScriptedEngine):
         super().__init__(*args, **kwargs)
         self.failing = set(failing)
 
-    def generate(self, conversations, max_new_tokens=1024, should_cancel=None):
+    def generate(self, conversations, max_new_tokens=1024, should_cancel=None, **kwargs):
         windows = {c[-1]["content"][0]["image"].info["window"] for c in conversations}
         if windows & self.failing:
             raise EngineUnavailableError("The model server at http://x failed 5 times in a row.")
-        return super().generate(conversations, max_new_tokens, should_cancel)
+        return super().generate(conversations, max_new_tokens, should_cancel, **kwargs)
 
 
 def test_failing_tiles_are_recorded_and_resume_asks_only_them(synth_scene, tmp_path):

@@ -13,12 +13,14 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 Message = dict[str, Any]
 Conversation = list[Message]
 ShouldCancel = Callable[[], bool]
+#: Asked by an engine that could pause long answers: is other work waiting for room?
+WorkWaiting = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,13 @@ class Answer:
     #: (token text, log-probability) of each generated token, end-of-answer token included,
     #: when the engine gives them: what a confidence score per object is made from.
     logprobs: tuple[tuple[str, float], ...] | None = None
+    #: Set only when the engine paused the answer to make room for waiting work (it did
+    #: not end and has budget left): the token ids so far, to continue it with ``resume``.
+    resume_ids: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def paused(self) -> bool:
+        return self.resume_ids is not None
 
 
 @runtime_checkable
@@ -58,11 +67,18 @@ class Engine(Protocol):
         conversations: list[Conversation],
         max_new_tokens: int = 1024,
         should_cancel: ShouldCancel | None = None,
+        *,
+        resume: list[Answer | None] | None = None,
+        work_waiting: WorkWaiting | None = None,
     ) -> list[Answer]:
         """One answer per conversation, in order: only the new text, special tokens removed.
 
         When ``should_cancel()`` turns true the engine stops as soon as it can and
-        raises :class:`rscovlm.errors.CancelledError`.
+        raises :class:`rscovlm.errors.CancelledError`. An engine that batches rows in
+        lockstep may, when ``work_waiting()`` is true, return some answers paused
+        (:attr:`Answer.paused`); the caller continues each by passing it back in
+        ``resume`` (one entry per conversation, None for a fresh one). Engines that never
+        pause ignore ``work_waiting`` and refuse ``resume`` (:func:`refuse_resume`).
         """
         ...
 
@@ -82,6 +98,12 @@ def description(engine: Any, engine_kind: str, **fields: Any) -> dict:
     }
     info.update(fields)
     return info
+
+
+def refuse_resume(resume: list[Answer | None] | None) -> None:
+    """For engines that never pause an answer, so have none to continue."""
+    if resume is not None and any(answer is not None for answer in resume):
+        raise ValueError("this engine never pauses an answer, so it cannot continue one")
 
 
 def image_to_data_url(image: Any) -> str:

@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CancelledError, EngineUnavailableError, UserError
-from .base import Answer, Conversation, ShouldCancel, conversation_images, description, image_to_data_url
+from .base import (
+    Answer,
+    Conversation,
+    ShouldCancel,
+    WorkWaiting,
+    conversation_images,
+    description,
+    image_to_data_url,
+    refuse_resume,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +131,12 @@ class OpenAIEngine:
         conversations: list[Conversation],
         max_new_tokens: int = 1024,
         should_cancel: ShouldCancel | None = None,
+        *,
+        resume: list[Answer | None] | None = None,
+        work_waiting: WorkWaiting | None = None,
     ) -> list[Answer]:
         """One greedy answer per conversation, sent one after another from this thread."""
+        refuse_resume(resume)  # answers are never paused: a server batches continuously
         return [self._answer(c, max_new_tokens, should_cancel) for c in conversations]
 
     def describe(self) -> dict:

@@ -47,7 +47,7 @@ import numpy as np
 from ..errors import CancelledError, UserError
 from ..formats.prompts import NONE_ANSWER
 from ..model_input import MAX_PIXELS, MIN_PIXELS
-from .base import Answer, Conversation, ShouldCancel, conversation_images, description
+from .base import Answer, Conversation, ShouldCancel, WorkWaiting, conversation_images, description, refuse_resume
 
 __all__ = [
     "ScriptedEngine",
@@ -197,8 +197,12 @@ class ScriptedEngine:
         conversations: list[Conversation],
         max_new_tokens: int = 1024,
         should_cancel: ShouldCancel | None = None,
+        *,
+        resume: list[Answer | None] | None = None,
+        work_waiting: WorkWaiting | None = None,
     ) -> list[Answer]:
         """One :class:`Answer` per conversation, cut at the token budget; see the class."""
+        refuse_resume(resume)  # answers are never paused
         if should_cancel is not None and should_cancel():
             raise CancelledError("generation cancelled")
         budget = int(max_new_tokens)

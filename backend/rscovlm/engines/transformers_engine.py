@@ -17,12 +17,14 @@ import copy
 import logging
 import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import CancelledError, UserError
-from .base import Answer, Conversation, ShouldCancel, chunks, conversation_images, description
+from .base import Answer, Conversation, ShouldCancel, WorkWaiting, conversation_images, description
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +228,8 @@ class TransformersEngine:
         self.max_new_tokens_limit = _context_length(model)
         self._generation_config = self._greedy_config()
         self._eos_ids = _eos_token_ids(self._generation_config, processor.tokenizer)
+        self.paused_rows = 0  # rows paused to make room for waiting work (see generate)
+        self.pause_cost_factor = PAUSE_COST_FACTOR
 
     @classmethod
     def from_pretrained(
@@ -284,21 +288,84 @@ class TransformersEngine:
         conversations: list[Conversation],
         max_new_tokens: int = 1024,
         should_cancel: ShouldCancel | None = None,
+        *,
+        resume: list[Answer | None] | None = None,
+        work_waiting: WorkWaiting | None = None,
     ) -> list[Answer]:
-        """Greedy answers, ``batch_size`` conversations at a time, in input order."""
+        """Greedy answers, ``batch_size`` conversations at a time, in input order.
+
+        With ``work_waiting``, a batch whose ended rows have idled long enough (see
+        :class:`_RowStops`) stops early when other work is waiting: its unfinished rows
+        come back paused (``Answer.resume_ids``), to be continued in a later call with
+        ``resume`` next to fresh conversations, so rows do not idle behind one long answer.
+        """
+        resume = list(resume) if resume is not None else [None] * len(conversations)
+        if len(resume) != len(conversations):
+            raise ValueError("resume needs one entry (an Answer or None) per conversation")
         answers: list[Answer] = []
-        for batch in chunks(list(conversations), self.batch_size):
-            answers.extend(self._generate_batch(batch, max_new_tokens, should_cancel))
+        for start in range(0, len(conversations), self.batch_size):
+            stop = start + self.batch_size
+            answers.extend(self._generate_batch(conversations[start:stop], resume[start:stop], max_new_tokens,
+                                                should_cancel, work_waiting))
         return answers
 
     def _generate_batch(
-        self, batch: list[Conversation], max_new_tokens: int, should_cancel: ShouldCancel | None
+        self, batch: list[Conversation], resume: list[Answer | None], max_new_tokens: int,
+        should_cancel: ShouldCancel | None, work_waiting: WorkWaiting | None,
     ) -> list[Answer]:
         import torch
-        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         if should_cancel and should_cancel():
             raise CancelledError("generation cancelled")
+        inputs = self._prompt_inputs(batch)
+        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        prefixes = [list(answer.resume_ids or ()) if answer is not None else [] for answer in resume]
+        if any(prefixes):
+            inputs = _append_tokens(inputs, prefixes, self.processor.tokenizer.pad_token_id)
+        inputs = inputs.to(self.model.device)
+        width = inputs["input_ids"].shape[1]
+        # Each row's own budget: the asked one, lowered to what its context leaves, less
+        # what it already generated before a pause.
+        budgets = [self.clamp_budget(max_new_tokens, length) - len(prefix)
+                   for length, prefix in zip(prompt_lengths, prefixes)]
+        config = copy.deepcopy(self._generation_config)
+        config.max_new_tokens = max(1, max(budgets))
+        held = [length + len(prefix) for length, prefix in zip(prompt_lengths, prefixes)]
+        stops = _RowStops(self._eos_ids, budgets, held, should_cancel, work_waiting, self.pause_cost_factor)
+        chosen = _ChosenLogprobs()
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, generation_config=config,
+                                         stopping_criteria=StoppingCriteriaList([stops]),
+                                         logits_processor=LogitsProcessorList([chosen]))
+        if should_cancel and should_cancel():
+            raise CancelledError("generation cancelled")
+        self.paused_rows += stops.reasons.count(_PAUSE)
+        logprobs = chosen.table()
+        tokenizer = self.processor.tokenizer
+        answers = []
+        for index, row in enumerate(output[:, width:].tolist()):
+            reason, length = stops.reasons[index], stops.lengths[index]
+            if reason is None:  # stopped by a criterion of transformers' own (the max length)
+                reason, length = _BUDGET, len(row)
+            new = row[:length]
+            pieces = tokenizer.batch_decode([[t] for t in new], skip_special_tokens=False,
+                                            clean_up_tokenization_spaces=False)
+            values = logprobs[index, :length].tolist() if logprobs is not None else [0.0] * length
+            earlier = resume[index]
+            ids = prefixes[index] + new
+            answers.append(Answer(
+                text=tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False),
+                finished=reason == _END,
+                tokens=len(ids),
+                logprobs=((earlier.logprobs or ()) if earlier is not None else ())
+                + tuple(zip(pieces, (round(v, 5) for v in values))),
+                resume_ids=tuple(ids) if reason == _PAUSE else None,
+            ))
+        return answers
+
+    def _prompt_inputs(self, batch: list[Conversation]):
+        """The processor's batch: token ids left-padded, images at exactly the size given."""
         processor_kwargs: dict[str, Any] = {"padding": True, "padding_side": "left"}
         areas = [image.width * image.height for c in batch for image in conversation_images(c)]
         if areas:
@@ -309,7 +376,7 @@ class TransformersEngine:
                 "shortest_edge": min(min_pixels, *areas),
                 "longest_edge": max(max_pixels, *areas),
             }
-        inputs = self.processor.apply_chat_template(
+        return self.processor.apply_chat_template(
             batch,
             add_generation_prompt=True,
             tokenize=True,
@@ -317,40 +384,6 @@ class TransformersEngine:
             return_tensors="pt",
             processor_kwargs=processor_kwargs,
         )
-        inputs = inputs.to(self.model.device)
-        prompt_length = inputs["input_ids"].shape[1]
-        config = copy.deepcopy(self._generation_config)
-        config.max_new_tokens = self.clamp_budget(max_new_tokens, prompt_length)
-        stopping = None
-        if should_cancel is not None:
-
-            class _Cancel(StoppingCriteria):  # checked after every token: a cancel stops within one step
-                def __call__(self, input_ids, scores, **kwargs):
-                    return torch.full((input_ids.shape[0],), bool(should_cancel()), dtype=torch.bool,
-                                      device=input_ids.device)
-
-            stopping = StoppingCriteriaList([_Cancel()])
-        chosen = _ChosenLogprobs()
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, generation_config=config, stopping_criteria=stopping,
-                                         logits_processor=LogitsProcessorList([chosen]))
-        if should_cancel and should_cancel():
-            raise CancelledError("generation cancelled")
-        new_tokens = output[:, prompt_length:]
-        texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        logprobs = chosen.table()
-        tokenizer = self.processor.tokenizer
-        answers = []
-        for index, (row, text) in enumerate(zip(new_tokens.tolist(), texts)):
-            ended = any(token in self._eos_ids for token in row)
-            # A row that ended is padded after its end token; one that did not ran to the end.
-            generated = next((i + 1 for i, t in enumerate(row) if t in self._eos_ids), len(row))
-            pieces = tokenizer.batch_decode([[t] for t in row[:generated]], skip_special_tokens=False,
-                                            clean_up_tokenization_spaces=False)
-            values = logprobs[index, :generated].tolist() if logprobs is not None else [0.0] * generated
-            answers.append(Answer(text=text, finished=ended, tokens=generated,
-                                  logprobs=tuple(zip(pieces, (round(v, 5) for v in values)))))
-        return answers
 
     def clamp_budget(self, max_new_tokens: int, prompt_length: int) -> int:
         """The asked budget, lowered to what the model's context leaves after the prompt."""
@@ -391,6 +424,105 @@ class TransformersEngine:
             info["gpu_memory_used_gb"] = round((total - free) / 2**30, 2)
             info["gpu_memory_total_gb"] = round(total / 2**30, 2)
         return info
+
+
+#: A batch pauses its unfinished rows once its ended rows have idled as long as
+#: prefilling the unfinished ones again would take, times this factor (the ski-rental
+#: rule: it never wastes more than twice the better of pausing and not pausing). 0
+#: pauses as soon as one row has ended and other work waits.
+PAUSE_COST_FACTOR = 1.0
+_END, _BUDGET, _PAUSE = "end", "budget", "pause"
+
+
+class _RowStops:
+    """A stopping criterion that decides, after each token, which rows stop and why.
+
+    A row stops at its end token, at its own budget (rows continued after a pause have
+    less left), or is paused with every unfinished row when other work waits and
+    pausing has become cheaper than idling: the ended rows' idle time (measured, step
+    by step) has reached ``cost_factor`` times the re-prefill of the unfinished rows
+    (their tokens times this call's measured prefill time per token). The rule adapts
+    to the hardware: a 7B model on a GPU, where a decode step is dear and a prefill
+    cheap, pauses within a few steps; a small model on a CPU waits longer. A cancel
+    stops all rows within one step. ``lengths`` records how many tokens each row
+    generated when it stopped: transformers pads a stopped row with a token that is
+    also an end token, so the tokens alone cannot tell.
+    """
+
+    def __init__(self, eos_ids: set[int], budgets: list[int], held: list[int], should_cancel: ShouldCancel | None,
+                 work_waiting: WorkWaiting | None, cost_factor: float = PAUSE_COST_FACTOR,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.eos_ids = eos_ids
+        self.budgets = budgets
+        self.held = held  # tokens each row holds before generating: what prefilling it again costs
+        self.should_cancel = should_cancel
+        self.work_waiting = work_waiting
+        self.cost_factor = cost_factor
+        self.clock = clock
+        self.reasons: list[str | None] = [None] * len(budgets)
+        self.lengths: list[int] = [0] * len(budgets)
+        self.step = 0
+        self.started = self.last = clock()  # built just before generation starts
+        self.prefill_s_per_token = 0.0
+        self.idle_s = 0.0  # row-seconds the ended rows have waited, in batch-seconds
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        now = self.clock()
+        ended = sum(reason is not None for reason in self.reasons)
+        if self.step == 0:  # the first token comes right after the prefill
+            self.prefill_s_per_token = (now - self.started) / max(1, sum(self.held))
+        else:
+            self.idle_s += (now - self.last) * ended / len(self.reasons)
+        self.last = now
+        self.step += 1
+        for row, token in enumerate(input_ids[:, -1].tolist()):
+            if self.reasons[row] is None:
+                if token in self.eos_ids:
+                    self._stop(row, _END)
+                elif self.step >= self.budgets[row]:
+                    self._stop(row, _BUDGET)
+        running = [row for row, reason in enumerate(self.reasons) if reason is None]
+        if running and (self._cancelled() or self._pause_pays(running)):
+            for row in running:
+                self._stop(row, _PAUSE)
+        return torch.tensor([reason is not None for reason in self.reasons], dtype=torch.bool,
+                            device=input_ids.device)
+
+    def _cancelled(self) -> bool:
+        return self.should_cancel is not None and self.should_cancel()
+
+    def _pause_pays(self, running: list[int]) -> bool:
+        if self.work_waiting is None or len(running) == len(self.reasons):
+            return False
+        again = sum(self.held[row] + self.step for row in running) * self.prefill_s_per_token
+        return self.idle_s >= self.cost_factor * again and self.work_waiting()
+
+    def _stop(self, row: int, reason: str) -> None:
+        self.reasons[row] = reason
+        self.lengths[row] = self.step
+
+
+def _append_tokens(inputs: Any, suffixes: list[list[int]], pad_id: int) -> Any:
+    """The batch with each row's ``suffix`` (tokens it generated before a pause) after its
+    prompt, left-padded again: the model continues exactly where it stopped."""
+    import torch
+
+    mask = inputs["attention_mask"].bool()
+    per_token = [key for key, value in inputs.items()
+                 if torch.is_tensor(value) and value.shape == mask.shape]
+    width = max(int(m.sum()) + len(s) for m, s in zip(mask, suffixes))
+    for key in per_token:
+        # The suffix is text: attended to, no image or video token type.
+        extra, padding = (1, 0) if key == "attention_mask" else (None, pad_id) if key == "input_ids" else (0, 0)
+        rows = []
+        for values, keep, suffix in zip(inputs[key], mask, suffixes):
+            tail = suffix if extra is None else [extra] * len(suffix)
+            row = values[keep].tolist() + tail
+            rows.append([padding] * (width - len(row)) + row)
+        inputs[key] = torch.tensor(rows, dtype=inputs[key].dtype)
+    return inputs
 
 
 class _ChosenLogprobs:

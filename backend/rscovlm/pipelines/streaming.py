@@ -9,6 +9,11 @@ in whatever order answers complete. Work can be added while iterating (a tile sp
 into sub-tiles), and memory stays bounded: at most the in-flight requests and a fixed
 read-ahead exist at once.
 
+An engine that batches rows in lockstep (transformers) may hand back some answers
+paused, to make room while inputs wait: the stream puts those first into the next
+batch, so a long answer continues beside fresh tiles instead of holding its batch.
+Only whole answers are handed out.
+
 The stream knows nothing about rasters or detection: a key names a piece of work and
 ``prepare(key)`` turns it into a conversation (or None: nothing to ask).
 """
@@ -40,6 +45,16 @@ class Outcome:
 
 
 Prepare = Callable[[Any], "tuple[Conversation, Any] | None"]
+
+
+@dataclass(frozen=True)
+class _Work:
+    """A prepared request, and the paused answer it continues, if any."""
+
+    key: Hashable
+    conversation: Conversation
+    input: Any
+    paused: Answer | None = None
 
 
 class AnswerStream:
@@ -81,8 +96,11 @@ class AnswerStream:
         read_pool = cf.ThreadPoolExecutor(self.readers, thread_name_prefix="rscovlm-read")
         call_pool = cf.ThreadPoolExecutor(self.calls, thread_name_prefix="rscovlm-ask")
         reading: dict[cf.Future, Hashable] = {}
-        asking: dict[cf.Future, list[tuple[Hashable, Any]]] = {}
-        ready: list[tuple[Hashable, Conversation, Any]] = []
+        asking: dict[cf.Future, list[_Work]] = {}
+        ready: list[_Work] = []
+
+        def work_waiting() -> bool:  # asked by the engine, from its thread
+            return bool(ready or reading or self._pending)
         try:
             while self._pending or reading or ready or asking:
                 if self.should_cancel():
@@ -96,9 +114,10 @@ class AnswerStream:
                 ):
                     batch, ready = ready[: self.batch_size], ready[self.batch_size:]
                     future = call_pool.submit(
-                        self.engine.generate, [c for _, c, _ in batch], self.max_new_tokens, self.should_cancel
+                        self.engine.generate, [w.conversation for w in batch], self.max_new_tokens,
+                        self.should_cancel, resume=[w.paused for w in batch], work_waiting=work_waiting,
                     )
-                    asking[future] = [(k, extra) for k, _, extra in batch]
+                    asking[future] = batch
                 if not (reading or asking):
                     continue
                 done, _ = cf.wait([*reading, *asking], timeout=0.2, return_when=cf.FIRST_COMPLETED)
@@ -110,17 +129,20 @@ class AnswerStream:
                             yield Outcome(key, skipped=True)
                         else:
                             conversation, extra = prepared
-                            ready.append((key, conversation, extra))
+                            ready.append(_Work(key, conversation, extra))
                     else:
                         batch = asking.pop(future)
                         try:
                             answers = future.result()
                         except EngineUnavailableError as exc:
-                            for key, extra in batch:
-                                yield Outcome(key, error=str(exc), input=extra)
+                            for work in batch:
+                                yield Outcome(work.key, error=str(exc), input=work.input)
                             continue
-                        for (key, extra), answer in zip(batch, answers):
-                            yield Outcome(key, answer=answer, input=extra)
+                        paused = [_Work(w.key, w.conversation, w.input, a) for w, a in zip(batch, answers) if a.paused]
+                        ready[:0] = paused  # the oldest work goes first
+                        for work, answer in zip(batch, answers):
+                            if not answer.paused:
+                                yield Outcome(work.key, answer=answer, input=work.input)
         finally:
             # A model in this process must be idle before anything else may call it, and
             # its calls stop within a token once cancelled; a server's requests are
