@@ -33,7 +33,14 @@ LARGE_RUN_TILES = 2000
 
 #: How a detected object's confidence score is made from the model's token probabilities
 #: (one of rscovlm.scores.DEFINITIONS), and how a merged object's score comes from the
-#: sightings it absorbed (rscovlm.merge.SCORE_RULES). Chosen by bench/score_study.py on
-#: held-out scenes; the figures are in bench/README.md.
-SCORE_DEFINITION = "coord_geomean"
-SCORE_MERGE = "max"
+#: sightings it absorbed (rscovlm.merge.SCORE_RULES). Chosen by bench/score_study.py on 20
+#: held-out scenes with the demo model (figures in bench/README.md): the mean probability
+#: of the object's coordinate and label tokens, the survivor's own score. Ranked by it,
+#: DOTA_devkit AP50 is 36.2 against mAP_nc 28.6 on the very same detections.
+SCORE_DEFINITION = "object_mean"
+SCORE_MERGE = "own"
+#: Whether the merge keeps an object's better-scored sighting (True) or its score-free
+#: survivor (False: inside its tile, then larger), scored by SCORE_MERGE either way.
+#: Measured: the better-scored sighting is the worse box (AP50 34.6, mAP_nc 27.8 against
+#: 36.2 and 28.6), so it is off; ``rscovlm detect --merge-by-score`` turns it on.
+MERGE_BY_SCORE = False

@@ -8,8 +8,10 @@ order of the input:
 1. detections lying wholly inside their tile come before those touching an inner tile
    edge (those may be truncated pieces of an object that continues next door, and a
    confident piece is still a piece);
-2. then, when scores are given, the higher score first (NaN last): of two sightings of one
-   object, the better-scored one is kept;
+2. then, when scores are given and ``MergeConfig.order_by_score`` is set, the higher score
+   first (NaN last): of two sightings of one object, the better-scored one is kept. Off by
+   default (``rscovlm.defaults.MERGE_BY_SCORE``): measured with the demo model, the
+   better-scored sighting was the worse box (AP50 34.6 against 36.2, bench/README.md);
 3. then larger area first (of two pieces of one object, the larger is the more complete);
 4. then tile id, min x, min y and finally all coordinates, so exact ties are still ordered.
 
@@ -36,7 +38,8 @@ by ``MergeConfig.score_rule`` (``SCORE_RULES``): ``own`` (the kept detection's),
 ``mean``, or ``noisy_or`` (1 - the product over the group's distinct tiles of 1 - that
 tile's best score: each tile that saw the object is one more piece of evidence, so score and
 support combine). The default, ``rscovlm.defaults.SCORE_MERGE``, is the one that ranked
-best in ``bench/score_study.py``.
+best in ``bench/score_study.py``: ``own``, the survivor's own score; ``support`` stays its
+own column (folding it in by noisy-or ranked worse).
 
 Speed: candidate pairs come from an STRtree bounding-box query; exact intersection areas are
 computed for all pairs at once (numpy polygon clipping for convex quads, which is nearly
@@ -68,7 +71,7 @@ class MergeConfig:
     iou_threshold: float = 0.1
     ios_threshold: float | None = 0.5  # None: no truncated-piece rule
     score_rule: str = defaults.SCORE_MERGE  # how a kept object's score comes from its group's
-    order_by_score: bool = True  # False: keep the score-free choice of survivors, only score them
+    order_by_score: bool = defaults.MERGE_BY_SCORE  # False: the score-free choice of survivors, scored
 
     def __post_init__(self) -> None:
         if self.score_rule not in SCORE_RULES:

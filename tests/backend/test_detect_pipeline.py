@@ -252,16 +252,20 @@ def test_scores_choose_the_sighting_kept_and_reach_every_output(tmp_path, capsys
     plain = detect_from_responses(raster, write_responses(tmp_path / "plain.jsonl", records))
     scored_path = write_responses(tmp_path / "scored.jsonl",
                                   [_with_logprobs(records[0], -0.5), _with_logprobs(records[1], -0.05)])
-    scored = detect_from_responses(raster, scored_path)
-    assert len(plain.gdf) == len(scored.gdf) == 1 and scored.gdf["support"][0] == plain.gdf["support"][0] == 2
-    assert plain.gdf.geometry[0].area > scored.gdf.geometry[0].area  # score-free: the larger; scored: the surer
+    scored = detect_from_responses(raster, scored_path)  # by default the merge keeps its score-free survivor
+    by_score = detect_from_responses(raster, scored_path, DetectOptions.build(merge_by_score=True))
+    assert len(plain.gdf) == len(scored.gdf) == len(by_score.gdf) == 1
+    assert plain.gdf["support"][0] == scored.gdf["support"][0] == by_score.gdf["support"][0] == 2
+    assert plain.gdf.geometry[0].equals(scored.gdf.geometry[0])  # the larger one, with its own score
+    assert plain.gdf.geometry[0].area > by_score.gdf.geometry[0].area  # asked to: the surer one
     assert plain.gdf["score"].isna().all() and not plain.scored
-    assert scored.gdf["score"][0] == pytest.approx(np.exp(-0.05)) and scored.scored
+    assert scored.gdf["score"][0] == pytest.approx(np.exp(-0.5)) and scored.scored
+    assert by_score.gdf["score"][0] == pytest.approx(np.exp(-0.05))
 
     out, task1 = tmp_path / "scored.gpkg", tmp_path / "task1"
     task1.mkdir()
     assert cli(["detect", str(raster), "-o", str(out), "--from-responses", str(scored_path),
-                "--task1-out", str(task1), "--classes", "ship,plane"]) == 0
+                "--task1-out", str(task1), "--classes", "ship,plane", "--merge-by-score"]) == 0
     assert gpd.read_file(out)["score"].tolist() == pytest.approx([np.exp(-0.05)])
     [line] = (task1 / "Task1_ship.txt").read_text().splitlines()
     assert line.split()[:2] == ["plain", f"{np.exp(-0.05):.6f}"] and len(line.split()) == 10

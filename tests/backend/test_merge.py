@@ -146,17 +146,18 @@ def test_of_two_overlapping_sightings_the_better_scored_one_is_kept():
     for order in ([0, 1], [1, 0]):  # whatever order they come in
         quads = [both[k] for k in order]
         scores = [[0.4, 0.9][k] for k in order]
-        r = scored_merge(quads, ["ship"] * 2, [0, 1], [False] * 2, scores, score_rule="own")
+        r = scored_merge(quads, ["ship"] * 2, [0, 1], [False] * 2, scores, score_rule="own", order_by_score=True)
         assert [order[k] for k in r.keep] == [1] and r.scores.tolist() == [0.9] and r.support.tolist() == [2]
     # equal scores fall back to the score-free order; so does a merge told not to order by score
-    assert scored_merge(both, ["ship"] * 2, [0, 1], [False] * 2, [0.5, 0.5]).keep.tolist() == [0]
+    assert scored_merge(both, ["ship"] * 2, [0, 1], [False] * 2, [0.5, 0.5], order_by_score=True).keep.tolist() == [0]
     r = scored_merge(both, ["ship"] * 2, [0, 1], [False] * 2, [0.4, 0.9], order_by_score=False, score_rule="max")
     assert r.keep.tolist() == [0] and r.scores.tolist() == [0.9]
 
 
 def test_a_piece_at_a_tile_edge_loses_to_the_whole_object_however_sure():
     whole, piece = rect(450, 100, 650, 130), rect(450, 100, 511, 130)
-    r = scored_merge([piece, whole], ["bridge"] * 2, [0, 1], [True, False], [0.99, 0.2], score_rule="own")
+    r = scored_merge([piece, whole], ["bridge"] * 2, [0, 1], [True, False], [0.99, 0.2], score_rule="own",
+                     order_by_score=True)
     assert r.keep.tolist() == [1] and r.scores.tolist() == [0.2]
 
 
@@ -175,7 +176,7 @@ def test_without_scores_the_merge_is_the_score_free_one_exactly():
     for a, b in ((plain.keep, unscored.keep), (plain.support, unscored.support),
                  (plain.suppressed_by, unscored.suppressed_by)):
         assert np.array_equal(a, b)
-    scored = scored_merge(quads, labels, tiles, edges, rng.random(len(quads)))
+    scored = scored_merge(quads, labels, tiles, edges, rng.random(len(quads)), order_by_score=True)
     assert len(scored.keep) == len(plain.keep) and not np.array_equal(scored.keep, plain.keep)
 
 

@@ -66,6 +66,9 @@ def register(subparsers) -> None:
     parser.add_argument("--region-crs", help="CRS of --region (default: the raster's), e.g. EPSG:4326")
     parser.add_argument("--iou", type=float, help="merge IoU threshold (default 0.1)")
     parser.add_argument("--ios", type=float, help="merge IOS threshold for truncated pieces (default 0.5)")
+    parser.add_argument("--merge-by-score", action="store_true", default=None,
+                        help="of two sightings of one object keep the better-scored one instead of the one inside "
+                        "its tile and larger (off by default: with the demo model it kept the worse box)")
     parser.add_argument("--responses-out", type=Path,
                         help="keep the raw per-tile model responses as JSONL (a folder when there are several rasters)")
     parser.add_argument("--resume", action="store_true",
@@ -102,6 +105,7 @@ def build_options(args: argparse.Namespace):
         bounds_crs=args.region_crs,
         iou=args.iou,
         ios=args.ios,
+        merge_by_score=args.merge_by_score,
         score=args.score,
     )
 

@@ -90,7 +90,8 @@ class DetectOptions:
             raise UserError("--readers and --max-in-flight must be at least 1.")
 
     @classmethod
-    def build(cls, *, iou: float | None = None, ios: float | None = None, **given) -> DetectOptions:
+    def build(cls, *, iou: float | None = None, ios: float | None = None, merge_by_score: bool | None = None,
+              **given) -> DetectOptions:
         """Options from a request or the command line: a value left as None takes its default.
 
         The CLI and the server both come through here, so a default lives in one place.
@@ -102,7 +103,8 @@ class DetectOptions:
         values = {name: value for name, value in given.items() if value is not None}
         if "classes" in values:
             values["classes"] = tuple(values["classes"])
-        merge = {k: v for k, v in (("iou_threshold", iou), ("ios_threshold", ios)) if v is not None}
+        merge = {k: v for k, v in (("iou_threshold", iou), ("ios_threshold", ios), ("order_by_score", merge_by_score))
+                 if v is not None}
         if merge:
             values["merge"] = MergeConfig(**merge)
         return cls(**values)
