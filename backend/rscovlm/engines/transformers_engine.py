@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CancelledError, UserError
-from .base import Answer, Conversation, ShouldCancel, WorkWaiting, conversation_images, description
+from .base import Answer, Conversation, ShouldCancel, WorkWaiting, chunks, conversation_images, description
 
 log = logging.getLogger(__name__)
 
@@ -303,10 +303,9 @@ class TransformersEngine:
         if len(resume) != len(conversations):
             raise ValueError("resume needs one entry (an Answer or None) per conversation")
         answers: list[Answer] = []
-        for start in range(0, len(conversations), self.batch_size):
-            stop = start + self.batch_size
-            answers.extend(self._generate_batch(conversations[start:stop], resume[start:stop], max_new_tokens,
-                                                should_cancel, work_waiting))
+        for batch in chunks(list(zip(conversations, resume)), self.batch_size):
+            fresh, earlier = (list(part) for part in zip(*batch))
+            answers.extend(self._generate_batch(fresh, earlier, max_new_tokens, should_cancel, work_waiting))
         return answers
 
     def _generate_batch(
